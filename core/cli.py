@@ -1,0 +1,64 @@
+"""The ``synesthesia`` command line: both pipelines, training and evaluation, headless.
+
+Each group of subcommands lives in a module under ``core/commands`` that exposes
+``register(subparsers)``; a subcommand sets ``func(args) -> int``. Bad input exits 2 with a
+one-line message (``--debug`` shows the traceback); success exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Sequence
+
+from .errors import SynesthesiaError
+
+# Modules that add subcommands, in the order they appear in --help.
+COMMAND_MODULES = (
+    "basic",  # info, models, download
+    "convert",  # convert foreign checkpoints to safetensors + config.json
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="synesthesia",
+        description="Sound to video and video to sound (Foley), on your own GPU.",
+    )
+    parser.add_argument("--version", action="version", version=f"synesthesia {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(f".commands.{name}", __package__)
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.DEBUG if args.debug else (logging.WARNING if args.quiet else logging.INFO)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("synesthesia: interrupted", file=sys.stderr)
+        return 130
+    except (SynesthesiaError, FileNotFoundError, IsADirectoryError, NotADirectoryError) as e:
+        if args.debug:
+            raise
+        msg = " ".join(str(e).split()) or type(e).__name__
+        print(f"synesthesia {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""``synesthesia convert``: turn a foreign checkpoint into safetensors + config.json.
+
+Each kind maps to a converter ``fn(src: Path, dst: Path, **options) -> Path``, found by import
+path so that the command line stays fast to start.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from ..errors import InputError
+
+# kind -> ("module under core", "function", "help")
+CONVERTERS: dict[str, tuple[str, str, str]] = {}
+
+
+def convert(kind: str, src, dst, **options) -> Path:
+    if kind not in CONVERTERS:
+        raise InputError(f"unknown checkpoint kind {kind!r}: choose one of {', '.join(sorted(CONVERTERS)) or '(none yet)'}")
+    module, fn, _ = CONVERTERS[kind]
+    func = getattr(importlib.import_module(f"..{module}", __package__), fn)
+    return func(Path(src), Path(dst), **options)
+
+
+def register(sub) -> None:
+    p = sub.add_parser("convert", help="convert a foreign checkpoint to safetensors + config.json")
+    p.add_argument("kind", help="checkpoint kind: " + ", ".join(f"{k} ({v[2]})" for k, v in sorted(CONVERTERS.items())))
+    p.add_argument("src", help="the checkpoint file or folder to read")
+    p.add_argument("-o", "--output", required=True, help="output folder (model.safetensors + config.json)")
+    p.set_defaults(func=lambda a: print(convert(a.kind, a.src, a.output)) or 0)

@@ -1,0 +1,49 @@
+"""Atomic file writing: write to a temporary name in the target folder, rename at the end.
+
+A job that fails (an exception, a cancel) leaves no partial file and no temporary file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator, Union
+
+PathLike = Union[str, os.PathLike]
+
+
+@contextlib.contextmanager
+def atomic_path(target: PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path next to ``target``; on success rename it onto ``target``.
+
+    The temporary name keeps the target's extension (``suffix`` overrides it) so that
+    format-sniffing writers such as PyAV pick the right container.
+    """
+    target = Path(target)
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        from .errors import InputError
+
+        raise InputError(f"output folder {folder} does not exist: create it or choose another output path")
+    ext = suffix if suffix is not None else target.suffix
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".part{ext}", dir=folder)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise
+
+
+def atomic_write_bytes(target: PathLike, data: bytes) -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(target: PathLike, text: str) -> None:
+    atomic_write_bytes(target, text.encode("utf-8"))

@@ -1,0 +1,1 @@
+"""Video → audio (VTA-SAM on VTA-LDM): conditioning, latent diffusion, mel VAE, vocoder."""
