@@ -19,6 +19,7 @@ from .errors import SynesthesiaError
 COMMAND_MODULES = (
     "basic",  # info, models, download
     "convert",  # convert foreign checkpoints to safetensors + config.json
+    "worker",  # JSON-lines worker for the Blender add-on
 )
 
 
