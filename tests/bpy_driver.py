@@ -1,0 +1,73 @@
+"""Runs INSIDE Blender's Python (the bpy module) for tests/test_blender_addon.py.
+
+Usage: python bpy_driver.py SCENARIO ARGS_JSON. Prints one line "RESULT <json>" at the end.
+Enables the add-on the way Blender does (addon_utils.enable on a module found on sys.path),
+builds a timeline with a movie strip, and runs the scenario.
+"""
+
+import json
+import os
+import sys
+import tempfile
+
+
+def main():
+    scenario, args = sys.argv[1], json.loads(sys.argv[2])
+    import bpy  # noqa: F401  (bpy first: it puts Blender's scripts/modules on sys.path)
+    import addon_utils
+
+    addons_dir = tempfile.mkdtemp(prefix="bpy_addons_")
+    os.symlink(args["addon_src"], os.path.join(addons_dir, "synesthesia_foley"))
+    sys.path.insert(0, addons_dir)
+    mod = addon_utils.enable("synesthesia_foley", default_set=True, handle_error=None)
+    assert mod is not None, "add-on failed to enable"
+    result = {"version": bpy.app.version_string}
+
+    scene = bpy.context.scene
+    scene.render.fps, scene.render.fps_base = args.get("scene_fps", 24), 1.0
+    editor = scene.sequence_editor_create()
+    strips = getattr(editor, "strips", None) or editor.sequences
+    movie = strips.new_movie("clip", args["movie"], 2, 10)
+    movie.frame_offset_start = args.get("offset", 0)
+    # Something already on channel 3 where the sound would go: it must land on channel 4.
+    if args.get("blocker"):
+        strips.new_effect("blocker", "COLOR", 3, frame_start=1, frame_end=200) if hasattr(strips, "new_effect") else None
+    for s in strips:
+        s.select = False
+    op = bpy.ops.synesthesia.generate_sound
+    result["poll_unselected"] = op.poll()
+    movie.select = True
+    result["poll_selected"] = op.poll()
+
+    prefs = bpy.context.preferences.addons["synesthesia_foley"].preferences
+    prefs.python_path = args.get("python", "")
+    prefs.output_dir = args["out_dir"]
+    if args.get("workflow"):
+        prefs.workflow = args["workflow"]
+    if args.get("models_dir"):
+        prefs.models_dir = args["models_dir"]
+    scene.synesthesia.prompt = args.get("prompt", "")
+    scene.synesthesia.steps = args.get("steps", 2)
+
+    if scenario == "place":
+        from synesthesia_foley import jobs, operators
+
+        snap = jobs.snapshot_strip(movie, 24.0, bpy.path.abspath)
+        strip = operators.place_sound(scene, snap, args["wav"])
+        result.update(snap=snap, sound={"channel": strip.channel, "frame_start": strip.frame_final_start,
+                                        "frame_end": strip.frame_final_end, "type": strip.type})
+    elif scenario == "generate":
+        try:
+            result["ret"] = sorted(op("EXEC_DEFAULT", timeout=args.get("timeout", 300)))
+        except RuntimeError as e:  # an operator that reports an error raises in scripted calls
+            result["ret"], result["error"] = ["CANCELLED"], str(e).strip()
+        sounds = [s for s in (getattr(editor, "strips_all", None) or editor.sequences_all) if s.type == "SOUND"]
+        result["sounds"] = [{"channel": s.channel, "frame_start": s.frame_final_start, "frame_end": s.frame_final_end,
+                             "path": bpy.path.abspath(s.sound.filepath)} for s in sounds]
+        result["status"] = scene.synesthesia.status
+        result["running"] = scene.synesthesia.running
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
