@@ -1,0 +1,299 @@
+"""Host-side helpers shared by the ComfyUI nodes, the headless workflow runner and Blender.
+
+Nothing here knows ComfyUI: these functions convert between the tensor layouts that hosts use
+(ComfyUI's ``AUDIO`` dict, ``IMAGE`` as ``[B, H, W, C]`` float in 0..1, ``VIDEO`` objects with
+``get_components()``) and the layouts of ``core`` (audio ``(C, N)``, images ``(B, 3, H, W)``,
+frames ``(N, H, W, 3)`` uint8), list model entries in model folders, and carry the progress /
+cancel hook of the job that is running (so a node deep inside a workflow reports to whichever
+host started it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
+
+from .errors import InputError
+from .progress import ProgressCallback
+
+# Weight-file suffixes a model folder may hold (ComfyUI's own list, minus code-carrying ones).
+MODEL_SUFFIXES = (".safetensors", ".sft", ".pt", ".pth", ".ckpt", ".bin", ".pkl")
+# Files whose presence makes a folder one model (our format, Hugging Face folders).
+MODEL_FOLDER_MARKERS = ("config.json", "model_index.json")
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".wma")
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".gif", ".mpg", ".mpeg")
+
+
+# ----------------------------------------------------------------------------------- audio
+def audio_to_host(waveform, sample_rate: int) -> dict:
+    """``(C, N)`` or ``(B, C, N)`` float audio -> ComfyUI ``AUDIO`` ``{"waveform": (B, C, N), "sample_rate"}``."""
+    import torch
+
+    w = torch.as_tensor(waveform).float()
+    if w.dim() == 1:
+        w = w[None, None]
+    elif w.dim() == 2:
+        w = w[None]
+    if w.dim() != 3:
+        raise InputError(f"audio waveform must be (N,), (C, N) or (B, C, N); got shape {tuple(w.shape)}")
+    return {"waveform": w.detach().cpu().contiguous(), "sample_rate": int(sample_rate)}
+
+
+def audio_from_host(audio: Mapping[str, Any], item: int = 0):
+    """ComfyUI ``AUDIO`` -> ``((C, N) float32 tensor, sample_rate)`` for batch item ``item``."""
+    import torch
+
+    if not isinstance(audio, Mapping) or "waveform" not in audio or "sample_rate" not in audio:
+        raise InputError("audio input must be an AUDIO dict with 'waveform' and 'sample_rate': connect a Load Audio node")
+    w = torch.as_tensor(audio["waveform"]).float()
+    if w.dim() == 2:
+        w = w[None]
+    if w.dim() != 3 or w.shape[-1] == 0:
+        raise InputError(f"AUDIO waveform must be (B, C, N) with N > 0; got shape {tuple(w.shape)}")
+    if not 0 <= item < w.shape[0]:
+        raise InputError(f"AUDIO batch has {w.shape[0]} item(s); item {item} does not exist")
+    return w[item], int(audio["sample_rate"])
+
+
+def cut_audio(waveform, sample_rate: int, start: float = 0.0, duration: Optional[float] = None,
+              target_rate: Optional[int] = None, mono: bool = False):
+    """Window ``(C, N)`` audio to ``[start, start + duration)`` seconds, mix to mono, resample.
+
+    Returns ``(waveform (C', N'), rate)``. Used where the audio is already a tensor (a host's
+    in-memory video); files go through ``core.media.read_audio``, which does the same while decoding.
+    """
+    if start < 0 or (duration is not None and duration <= 0):
+        raise InputError(f"audio window start={start}, duration={duration}: start must be >= 0 and duration > 0")
+    n = waveform.shape[-1]
+    a = int(round(start * sample_rate))
+    if a >= n:
+        raise InputError(f"audio window starts at {start:.3f} s but the audio lasts {n / sample_rate:.3f} s")
+    b = n if duration is None else min(n, a + int(round(duration * sample_rate)))
+    w = waveform[..., a:b].float()
+    if mono and w.shape[0] > 1:
+        w = w.mean(0, keepdim=True)
+    if target_rate and int(target_rate) != int(sample_rate):
+        w = resample(w, int(sample_rate), int(target_rate))
+        sample_rate = int(target_rate)
+    return w, int(sample_rate)
+
+
+def resample(waveform, orig_rate: int, new_rate: int, lowpass_width: int = 6, rolloff: float = 0.99):
+    """Band-limited resampling of ``(..., N)`` audio: polyphase Hann-windowed sinc (torchaudio's method)."""
+    import math
+
+    import torch
+    import torch.nn.functional as F
+
+    if orig_rate <= 0 or new_rate <= 0:
+        raise InputError(f"sample rates must be positive; got {orig_rate} -> {new_rate}")
+    if orig_rate == new_rate:
+        return waveform
+    g = math.gcd(orig_rate, new_rate)
+    orig, new = orig_rate // g, new_rate // g
+    base = min(orig, new) * rolloff
+    width = math.ceil(lowpass_width * orig / base)
+    dtype = torch.float64
+    idx = torch.arange(-width, width + orig, dtype=dtype)[None, None] / orig
+    t = torch.arange(0, -new, -1, dtype=dtype)[:, None, None] / new + idx  # (new, 1, K)
+    t = (t * base).clamp(-lowpass_width, lowpass_width)
+    window = torch.cos(t * math.pi / lowpass_width / 2) ** 2
+    t = t * math.pi
+    kernel = torch.where(t == 0, torch.ones_like(t), torch.sin(t) / t) * window * (base / orig)
+    shape = waveform.shape
+    x = waveform.reshape(-1, 1, shape[-1]).to(dtype)
+    x = F.pad(x, (width, width + orig))
+    y = F.conv1d(x, kernel, stride=orig)  # (B, new, L)
+    y = y.transpose(1, 2).reshape(x.shape[0], -1)
+    n_out = math.ceil(new * shape[-1] / orig)
+    return y[:, :n_out].to(waveform.dtype).reshape(*shape[:-1], n_out)
+
+
+# ---------------------------------------------------------------------------------- images
+def images_to_host(images):
+    """``(B, 3, H, W)`` float in [0, 1] (core) -> ``IMAGE`` ``(B, H, W, 3)`` float32 on the CPU."""
+    _check_dims(images, 4, "images (B, 3, H, W)")
+    if images.shape[1] != 3:
+        raise InputError(f"images must have 3 channels first (B, 3, H, W); got shape {tuple(images.shape)}")
+    return images.detach().float().clamp(0, 1).permute(0, 2, 3, 1).cpu().contiguous()
+
+
+def images_from_host(images):
+    """``IMAGE`` ``(B, H, W, C)`` float in [0, 1] -> ``(B, 3, H, W)`` float (alpha dropped, grey tripled)."""
+    _check_dims(images, 4, "IMAGE (B, H, W, C)")
+    c = images.shape[-1]
+    if c == 1:
+        images = images.expand(-1, -1, -1, 3)
+    elif c >= 3:
+        images = images[..., :3]
+    else:
+        raise InputError(f"IMAGE must have 1, 3 or 4 channels last; got shape {tuple(images.shape)}")
+    return images.float().permute(0, 3, 1, 2).contiguous()
+
+
+def frames_to_host(frames):
+    """``(N, H, W, 3)`` uint8 frames (core.media) -> ``IMAGE`` ``(N, H, W, 3)`` float32 in [0, 1]."""
+    _check_dims(frames, 4, "frames (N, H, W, 3)")
+    if frames.dtype.is_floating_point:
+        return frames.float().clamp(0, 1).cpu()
+    return frames.float().div(255.0).cpu()
+
+
+def frames_from_host(images):
+    """``IMAGE`` ``(N, H, W, C)`` float in [0, 1] -> ``(N, H, W, 3)`` uint8 frames (core.media layout)."""
+    import torch
+
+    _check_dims(images, 4, "IMAGE (N, H, W, C)")
+    x = images[..., :3] if images.shape[-1] >= 3 else images.expand(-1, -1, -1, 3)
+    return (x.float().clamp(0, 1) * 255.0).round().to(torch.uint8).cpu().contiguous()
+
+
+def _check_dims(x, n: int, what: str) -> None:
+    if getattr(x, "dim", None) is None or x.dim() != n:
+        raise InputError(f"{what} expected; got {type(x).__name__} of shape {tuple(getattr(x, 'shape', ()))}")
+
+
+# ----------------------------------------------------------------------------------- video
+@dataclass(frozen=True)
+class VideoParts:
+    """What a host video object holds, in core layouts."""
+
+    frames: Any  # (N, H, W, 3) uint8
+    fps: float  # frames per second
+    audio: Optional[Any] = None  # (C, N) float32 or None
+    sample_rate: Optional[int] = None  # of ``audio``
+    path: Optional[str] = None  # the file behind the video, when there is one
+
+
+def video_source_path(video) -> Optional[str]:
+    """The file behind a host VIDEO object (ComfyUI ``VideoFromFile``), or None for in-memory ones."""
+    get = getattr(video, "get_stream_source", None)
+    if get is None:
+        return None
+    try:
+        src = get()
+    except Exception:  # an in-memory video that cannot be streamed; the caller decodes components
+        return None
+    return src if isinstance(src, (str, os.PathLike)) else None
+
+
+def video_parts(video) -> VideoParts:
+    """Unpack a ComfyUI ``VIDEO`` (anything with ``get_components()``) into core layouts."""
+    comps = getattr(video, "get_components", None)
+    if comps is None:
+        raise InputError(f"video input must be a VIDEO (from Load Video or Create Video); got {type(video).__name__}")
+    c = comps()
+    fps = float(c.frame_rate)
+    if fps <= 0:
+        raise InputError(f"video reports a frame rate of {fps}: re-encode it with a valid frame rate")
+    audio = sr = None
+    if getattr(c, "audio", None) is not None:
+        audio, sr = audio_from_host(c.audio)
+    return VideoParts(frames_from_host(c.images), fps, audio, sr, video_source_path(video))
+
+
+# ---------------------------------------------------------------------------------- models
+def list_model_entries(folders: Iterable[str | os.PathLike], suffixes: Sequence[str] = MODEL_SUFFIXES) -> list[str]:
+    """Model entries under ``folders``, relative to their folder, sorted and unique.
+
+    An entry is a weights file (by suffix) or a model folder (one holding ``config.json`` or
+    ``model_index.json``, listed as ``name/``); files inside a model folder are not listed
+    separately, and neither is a lone ``config.json``.
+    """
+    out: set[str] = set()
+    for root in folders:
+        root = Path(root)
+        if not root.is_dir():
+            continue
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+            d = Path(dirpath)
+            dirnames[:] = sorted(x for x in dirnames if not x.startswith("."))
+            if d != root and any(m in filenames for m in MODEL_FOLDER_MARKERS):
+                out.add(d.relative_to(root).as_posix() + "/")
+                dirnames[:] = []
+                continue
+            for f in filenames:
+                if f.lower().endswith(tuple(suffixes)):
+                    out.add((d / f).relative_to(root).as_posix())
+    return sorted(out)
+
+
+def find_model_entry(folders: Iterable[str | os.PathLike], name: str) -> Optional[Path]:
+    """The path of entry ``name`` (as :func:`list_model_entries` spells it) in the first folder that has it."""
+    rel = Path(os.path.normpath("/" + name.rstrip("/"))).relative_to("/")
+    for root in folders:
+        p = Path(root) / rel
+        if p.exists():
+            return p
+    return None
+
+
+# -------------------------------------------------------------------- progress and cancel
+_job_callback: contextvars.ContextVar[Optional[ProgressCallback]] = contextvars.ContextVar(
+    "synesthesia_job_callback", default=None
+)
+
+
+@contextlib.contextmanager
+def job_callback(callback: Optional[ProgressCallback]) -> Iterator[None]:
+    """Make ``callback`` the progress/cancel hook of every node run inside this block."""
+    token = _job_callback.set(callback)
+    try:
+        yield
+    finally:
+        _job_callback.reset(token)
+
+
+def current_job_callback() -> Optional[ProgressCallback]:
+    """The hook set by the innermost :func:`job_callback`, or None."""
+    return _job_callback.get()
+
+
+def chain_callbacks(*callbacks: Optional[ProgressCallback]) -> Optional[ProgressCallback]:
+    """One callback that calls each non-None callback in turn (any may raise to cancel)."""
+    cbs = [c for c in callbacks if c is not None]
+    if not cbs:
+        return None
+    if len(cbs) == 1:
+        return cbs[0]
+
+    def cb(step, total, info):
+        for c in cbs:
+            c(step, total, info)
+
+    return cb
+
+
+# ------------------------------------------------------------------ headless I/O folders
+_headless: contextvars.ContextVar[dict] = contextvars.ContextVar("synesthesia_headless_dirs", default={})
+
+
+@contextlib.contextmanager
+def headless_dirs_set(models=(), input_dir=None, output_dir=None, temp_dir=None) -> Iterator[None]:
+    """Folders used by nodes run outside ComfyUI: models roots (ComfyUI layout), input, output, temp."""
+    token = _headless.set({"models": tuple(str(p) for p in models if p is not None), "input": input_dir,
+                           "output": output_dir, "temp": temp_dir})
+    try:
+        yield
+    finally:
+        _headless.reset(token)
+
+
+def headless_dirs() -> dict:
+    return _headless.get()
+
+
+def headless_input_path(name: str) -> Path:
+    p = Path(os.path.expanduser(str(name)))
+    base = _headless.get().get("input")
+    return p if p.is_absolute() or not base else Path(base) / p
+
+
+def headless_output_dir(kind: str = "output") -> Path:
+    d = _headless.get()
+    return Path(d.get(kind) or d.get("output") or os.getcwd())
