@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "basic",  # info, models, download
     "convert",  # convert foreign checkpoints to safetensors + config.json
     "worker",  # JSON-lines worker for the Blender add-on
+    "workflow",  # run-workflow: ComfyUI workflows without ComfyUI
 )
 
 
