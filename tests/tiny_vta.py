@@ -9,7 +9,7 @@ from synesthesia.core.v2a.denoiser import VTA_LDM_LARGE, DenoiserConfig
 # 2 UNet levels (one with cross-attention), 8 latent channels, 32-wide conditions.
 TINY = dataclasses.replace(
     VTA_LDM_LARGE,
-    clip_dim=16,
+    clip_dim=48,  # tests/tiny_clip.py's projection width
     cross_attention_dim=32,
     latent_time=32,
     latent_freq=4,

@@ -13,6 +13,7 @@ from ..errors import InputError
 
 # kind -> ("module under core", "function", "help")
 CONVERTERS: dict[str, tuple[str, str, str]] = {}
+CONVERTERS["vta-ldm"] = ("v2a.convert", "convert_vta_ldm", "VTA-LDM checkpoint folder with pytorch_model_2.bin")
 
 
 def convert(kind: str, src, dst, **options) -> Path:

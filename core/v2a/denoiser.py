@@ -67,7 +67,6 @@ class DenoiserConfig:
     scheme: str = "ZV+O"  # how objects O join the cross-attention (Table IV), one of SCHEMES
     use_objects: bool = True  # build the object branch (object_proj + per-layer projections)
     frame_rate: float = 2.0  # conditioning frames per second fed to CLIP
-    frame_size: int = 224  # frames are resized (short side) and centre-cropped to this size
     clip_normalize: bool = False  # VTA-LDM feeds CLIP [0, 1] pixels without CLIP's mean/std
     num_train_timesteps: int = 1000  # diffusion steps of the training schedule
     beta_start: float = 0.00085  # first beta (Stable Diffusion 2.1 scheduler, used by VTA-LDM)

@@ -1,0 +1,271 @@
+"""Video -> audio (Foley) pipeline: VTA-SAM (sec. II) on VTA-LDM.
+
+    frames --(2 fps, CLIP)--> V --\\
+    prompt --(nouns, grounding, CLIP text)--> O --> latent diffusion (CFG, eq. 3; windows) --> mel VAE --> vocoder
+
+Steps of :meth:`VideoToAudioPipeline.__call__`:
+
+1. validate the inputs;
+2. sample the conditioning frames at the model's rate (2 fps), as VTA-LDM does;
+3. CLIP ``image_embeds`` of those frames, cached per clip (a new prompt or seed reuses them);
+4. objects O when a prompt is given: its nouns are grounded in the frames and the CLIP text
+   embedding of each noun is weighted by its per-frame appearance probability (eq. 1);
+5. denoise: windows of the native 10.24 s, averaged where they overlap (:mod:`.windows`);
+6. decode each window with the mel VAE, 7. vocode, crossfade, trim to the video's length.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from ..errors import InputError, ModelNotFoundError
+from ..progress import ProgressCallback
+from .denoiser import VTALDM
+from .sampling import DEFAULT_GUIDANCE, DEFAULT_SCHEDULER, default_steps, scheduler_name
+from .windows import decode_windows, sample_windows
+
+log = logging.getLogger(__name__)
+
+CROSSFADE_SECONDS = 0.1  # length of the crossfade at each window join
+OVERLAP_SECONDS = 2.56  # minimum overlap of neighbouring windows (64 latent frames)
+
+
+@dataclass
+class V2AResult:
+    waveform: torch.Tensor  # (1, N) float32 in [-1, 1]
+    sample_rate: int  # the vocoder's rate
+    mel: torch.Tensor  # (1, n_mels, T) decoded log-mel of the whole clip
+    detections: Any = None  # grounding.Detections of the prompt's nouns, or None
+    nouns: tuple = ()  # the object names read from the prompt
+
+
+def sample_frame_indices(n_frames: int, fps: float, rate: float) -> torch.Tensor:
+    """VTA-LDM's frame choice: every ``fps / rate``-th frame from the first, floored."""
+    idx = torch.floor(torch.arange(0, n_frames, fps / rate, dtype=torch.float64)).long()
+    return idx[idx < n_frames]
+
+
+def frames_to_float(frames: torch.Tensor) -> torch.Tensor:
+    """(N, H, W, 3) uint8 or float in [0, 1] -> (N, 3, H, W) float32 in [0, 1]."""
+    x = frames.permute(0, 3, 1, 2)
+    return x.float() / 255.0 if frames.dtype == torch.uint8 else x.float().clamp(0, 1)
+
+
+def frames_to_uint8(frames: torch.Tensor) -> torch.Tensor:
+    """(N, H, W, 3) uint8 or float in [0, 1] -> uint8 (the grounders' input)."""
+    if frames.dtype == torch.uint8:
+        return frames
+    return (frames.float().clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+class VideoToAudioPipeline:
+    """Foley for a video clip. Components follow the interfaces of ``docs/ARCHITECTURE.md``:
+
+    - ``denoiser``: :class:`.denoiser.VTALDM`;
+    - ``clip``: :class:`..clip.ClipEncoder` (its text tower is needed only for prompts);
+    - ``vae``: ``decode(latents (B, C, T, F)) -> mel (B, 1, T_mel, n_mels)``;
+    - ``vocoder``: ``__call__(mel (B, T_mel, n_mels)) -> (B, N)`` with ``.sample_rate``;
+    - ``grounder`` (optional): ``ground(frames (F, H, W, 3) uint8, nouns) -> Detections`` with
+      ``.appearance`` (F, K).
+    """
+
+    def __init__(self, denoiser: VTALDM, clip, vae, vocoder, grounder=None, *, window_batch: int = 4,
+                 overlap_seconds: float = OVERLAP_SECONDS, crossfade_seconds: float = CROSSFADE_SECONDS,
+                 embed_cache_size: int = 8):
+        self.denoiser = denoiser
+        self.clip = clip
+        self.vae = vae
+        self.vocoder = vocoder
+        self.grounder = grounder
+        self.window_batch = int(window_batch)
+        self.overlap_seconds = float(overlap_seconds)
+        self.crossfade_seconds = float(crossfade_seconds)
+        self._embeds: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._embed_cache_size = embed_cache_size
+        cfg = denoiser.config
+        if getattr(clip, "dim", cfg.clip_dim) != cfg.clip_dim:
+            raise InputError(f"CLIP gives {clip.dim}-d embeddings but the denoiser expects {cfg.clip_dim}: "
+                             "use the CLIP the denoiser was trained with (VTA-LDM: openai/clip-vit-large-patch14)")
+
+    # -- construction ---------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, denoiser, clip, vae, vocoder=None, grounding: Optional[str] = None, *,
+                        device=None, dtype=None, **kwargs) -> "VideoToAudioPipeline":
+        """Load every part from paths. ``vocoder=None`` uses Griffin-Lim (no weights, lower quality).
+
+        ``grounding``: None (no objects), ``"clip"`` (CLIP-only grounding with ``clip``'s text
+        tower) or a folder/file for Grounding DINO + SAM (see :mod:`.grounding`).
+        """
+        missing = [f"{name} ({p})" for name, p in (("denoiser", denoiser), ("CLIP", clip), ("VAE", vae), ("vocoder", vocoder))
+                   if p is not None and not Path(p).exists()]
+        if missing:
+            raise ModelNotFoundError(
+                "missing model files: " + ", ".join(missing) + ". Foley needs VTA-LDM (ariesssxu/vta-ldm-clip4clip-v-large "
+                "or `synesthesia convert vta-ldm` output), CLIP openai/clip-vit-large-patch14, AudioLDM's VAE "
+                "(cvssp/audioldm-s-full-v2 vae/ or audioldm-s-full.ckpt) and optionally its vocoder/ (else Griffin-Lim)")
+        from ..clip import load_clip
+        from ..device import select_device, select_dtype
+        from .denoiser import load_denoiser
+        from .vae import load_mel_vae
+        from .vocoder import load_vocoder
+
+        dev = select_device(device if isinstance(device, (str, type(None))) else str(device))
+        dt = select_dtype(dtype, dev) if (dtype is None or isinstance(dtype, str)) else dtype
+        den = load_denoiser(denoiser, device=dev, dtype=dt)
+        clip_enc = load_clip(clip, device=dev, dtype=dt)
+        mel_vae = load_mel_vae(vae)
+        mel_vae = mel_vae.to(dev) if hasattr(mel_vae, "to") else mel_vae
+        if vocoder is None:
+            from ..mel import AUDIOLDM_16K
+            from .vocoder import GriffinLimVocoder
+
+            voc = GriffinLimVocoder(AUDIOLDM_16K)
+        else:
+            voc = load_vocoder(vocoder)
+            voc = voc.to(dev) if hasattr(voc, "to") else voc
+        grounder = None
+        if grounding is not None:
+            from . import grounding as g
+
+            grounder = g.load_grounder(grounding, clip=clip_enc, device=dev)
+        return cls(den, clip_enc, mel_vae, voc, grounder, **kwargs)
+
+    # -- pieces -----------------------------------------------------------------------------
+    @property
+    def device(self):
+        return next(self.denoiser.parameters()).device
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.vocoder.sample_rate)
+
+    def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """CLIP ``image_embeds`` (F, D) of conditioning frames (F, H, W, 3), cached by content."""
+        key = hashlib.blake2b(frames_to_uint8(frames).contiguous().numpy().tobytes(), digest_size=16).hexdigest()
+        if key in self._embeds:
+            self._embeds.move_to_end(key)
+            return self._embeds[key]
+        from ..clip import center_crop, resize_short_side
+
+        x = frames_to_float(frames)
+        with torch.no_grad():
+            if self.denoiser.config.clip_normalize:
+                emb = self.clip.encode_images(x)
+            else:  # VTA-LDM: Resize(224, bicubic) + CenterCrop(224) + ToTensor, no CLIP mean/std
+                outs = []
+                for i in range(0, x.shape[0], 32):
+                    px = center_crop(resize_short_side(x[i:i + 32], self.clip.image_size).clamp(0, 1), self.clip.image_size)
+                    outs.append(self.clip.encode_pixels(px))
+                emb = torch.cat(outs)
+        emb = emb.float().cpu()
+        self._embeds[key] = emb
+        while len(self._embeds) > self._embed_cache_size:
+            self._embeds.popitem(last=False)
+        return emb
+
+    def object_embeddings(self, frames: torch.Tensor, nouns: list[str]):
+        """Per-frame object embeddings (F, D) and the detections of ``nouns`` in ``frames``."""
+        from .grounding import object_embeddings
+
+        if self.grounder is None:
+            raise InputError("a prompt with objects needs a grounding backend: pass grounding='clip' or Grounding DINO + SAM")
+        detections = self.grounder.ground(frames_to_uint8(frames), nouns)
+        with torch.no_grad():
+            text = self.clip.encode_text(nouns).float().cpu()  # (K, D)
+        appearance = torch.as_tensor(detections.appearance, dtype=torch.float32)
+        return object_embeddings(appearance, text), detections
+
+    def negative_embeddings(self, n_frames: int, nouns: list[str]) -> torch.Tensor:
+        """Negative prompt objects: their mean CLIP text embedding on every frame (F, D)."""
+        with torch.no_grad():
+            text = self.clip.encode_text(nouns).float().cpu()
+        return text.mean(0, keepdim=True).expand(n_frames, -1).contiguous()
+
+    def decode(self, z: torch.Tensor):
+        """Latents (k, C, T, F) -> [waveform (k, N), mel (k, T_mel, n_mels)]."""
+        mel = self.vae.decode(z)  # (k, 1, T_mel, n_mels)
+        mel = mel[:, 0] if mel.dim() == 4 else mel
+        wav = self.vocoder(mel)  # (k, N)
+        return [wav, mel]
+
+    # -- the call -----------------------------------------------------------------------------
+    def __call__(self, frames: torch.Tensor, fps: float, prompt: Optional[str] = None, negative_prompt: Optional[str] = None,
+                 duration: Optional[float] = None, steps: Optional[int] = None, guidance: float = DEFAULT_GUIDANCE,
+                 seed: Optional[int] = None, generator: Optional[torch.Generator] = None, scheduler: str = DEFAULT_SCHEDULER,
+                 callback: Optional[ProgressCallback] = None) -> V2AResult:
+        cfg = self.denoiser.config
+        # 1. validate
+        if not isinstance(frames, torch.Tensor) or frames.dim() != 4 or frames.shape[-1] != 3 or frames.shape[0] == 0:
+            got = tuple(frames.shape) if isinstance(frames, torch.Tensor) else type(frames).__name__
+            raise InputError(f"frames must be a non-empty (N, H, W, 3) tensor (uint8 or float in [0, 1]), got {got}")
+        if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
+            raise InputError(f"fps must be a positive number, got {fps!r}")
+        duration = frames.shape[0] / float(fps) if duration is None else float(duration)
+        if not (math.isfinite(duration) and duration > 0):
+            raise InputError(f"duration must be positive seconds, got {duration!r}")
+        scheduler = scheduler_name(scheduler)
+        steps = default_steps(scheduler) if steps is None else int(steps)
+        if steps < 1:
+            raise InputError(f"steps must be at least 1, got {steps}")
+        if not (isinstance(guidance, (int, float)) and math.isfinite(guidance) and guidance >= 0):
+            raise InputError(f"guidance must be a number >= 0, got {guidance!r}")
+        from .tagger import extract_nouns
+
+        nouns = extract_nouns(prompt) if prompt else []
+        negative_nouns = extract_nouns(negative_prompt) if negative_prompt else []
+        if (nouns or negative_nouns) and not self.denoiser.has_objects:
+            log.warning("this denoiser has no object branch (scheme %s): the prompt is ignored", cfg.scheme)
+            nouns, negative_nouns = [], []
+        if nouns and self.grounder is None:
+            raise InputError("a prompt needs a grounding backend: load the pipeline with grounding='clip' "
+                             "(or Grounding DINO + SAM), or leave the prompt out")
+        if prompt and not nouns:
+            log.warning("no object nouns found in prompt %r: generating from the video alone", prompt)
+        if generator is None:
+            generator = torch.Generator().manual_seed(int(seed)) if seed is not None else torch.Generator().manual_seed(
+                int(torch.randint(0, 2**31 - 1, (1,)).item()))
+
+        # 2. conditioning frames at the model's rate
+        idx = sample_frame_indices(frames.shape[0], float(fps), cfg.frame_rate)
+        cond_frames = frames[idx]
+        # 3. CLIP image embeds (cached per clip)
+        video_embeds = self.encode_frames(cond_frames)
+        if callback is not None:
+            callback(0, steps, {"stage": "conditions"})
+        # 4. objects
+        detections, object_embeds, negative_embeds = None, None, None
+        if nouns:
+            object_embeds, detections = self.object_embeddings(cond_frames, nouns)
+        if negative_nouns:
+            negative_embeds = self.negative_embeddings(cond_frames.shape[0], negative_nouns)
+        # 5. denoise
+        n_latent = max(1, math.ceil(duration * cfg.latent_rate - 1e-6))
+        latents, plan = sample_windows(
+            self.denoiser, video_embeds, n_latent, object_embeds=object_embeds, negative_object_embeds=negative_embeds,
+            steps=steps, guidance=float(guidance), scheduler=scheduler, generator=generator,
+            overlap=int(round(self.overlap_seconds * cfg.latent_rate)), window_batch=self.window_batch, callback=callback)
+        # 6-7. decode + vocode window by window, crossfade, trim to the clip
+        sr = self.sample_rate
+        spl = sr / cfg.latent_rate
+        if abs(spl - round(spl)) > 1e-6:
+            raise InputError(f"vocoder rate {sr} Hz is not a whole number of samples per latent frame ({cfg.latent_rate}/s)")
+        spl = int(round(spl))
+        hop = int(getattr(self.vocoder, "hop_length", spl // 4))
+        if spl % hop:
+            raise InputError(f"vocoder hop {hop} does not divide the {spl} samples of a latent frame: "
+                             "use a vocoder with the mel settings the VAE and denoiser were trained on")
+        mel_per_latent = spl // hop
+        n_samples = int(round(duration * sr))
+        n_mel = int(math.ceil(n_samples / hop))
+        wav, mel = decode_windows(latents, plan, self.decode, (spl, mel_per_latent), (n_samples, n_mel),
+                                  (int(self.crossfade_seconds * sr), max(1, int(self.crossfade_seconds * sr / hop))),
+                                  self.window_batch, callback)
+        return V2AResult(wav.clamp(-1, 1).unsqueeze(0), sr, mel.transpose(0, 1).unsqueeze(0), detections, tuple(nouns))
