@@ -93,7 +93,8 @@ def _check_input_path(path: PathLike) -> Path:
 
 
 def _reason(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
+    text = getattr(exc, "strerror", None) or str(exc)
+    text = " ".join(str(text).split())
     return text[:200] or type(exc).__name__
 
 
@@ -184,8 +185,7 @@ def probe(path: PathLike) -> MediaInfo:
             if v.frames:
                 n_frames = int(v.frames)
             elif fps:
-                vdur = float(v.duration * v.time_base) if v.duration else duration
-                n_frames = int(round(vdur * fps))
+                n_frames = int(round(_stream_duration(v, duration) * fps))
             rot = _first_frame_rotation(c, v, p)
             if rot in (90, 270):
                 width, height = height, width
@@ -200,6 +200,18 @@ def probe(path: PathLike) -> MediaInfo:
             sample_rate=int(a.sample_rate) if a is not None else None,
             channels=int(a.channels) if a is not None else None,
         )
+
+
+def _stream_duration(stream, fallback: float) -> float:
+    """Seconds of one stream: its header duration, Matroska's per-stream DURATION tag, or ``fallback``."""
+    if stream.duration:
+        return float(stream.duration * stream.time_base)
+    tag = stream.metadata.get("DURATION") or stream.metadata.get("duration")
+    if tag:
+        with contextlib.suppress(ValueError):
+            h, m, sec = tag.split(":")
+            return int(h) * 3600 + int(m) * 60 + float(sec)
+    return fallback
 
 
 def _first_frame_rotation(container, stream, p: Path) -> int:
@@ -224,8 +236,15 @@ def _check_window(start: float, duration: float | None) -> None:
         raise InputError(f"duration={duration!r} must be a positive number of seconds, or None for 'to the end'")
 
 
-def _exact_audio_end(container, stream, origin: float) -> float | None:
-    """End of the audio stream (seconds from origin) when the header states it exactly."""
+def _truncated_message(p: Path, kind: str, got: float, expected: float) -> str:
+    return (
+        f"{p}: its {kind} stops at {got:.3f} s but the file's index says {expected:.3f} s; "
+        "the file is truncated or damaged: re-export or re-download it"
+    )
+
+
+def _exact_stream_end(container, stream, origin: float) -> float | None:
+    """End of ``stream`` (seconds from origin) when the container states it exactly (mp4/mov)."""
     fmt = container.format.name.split(",")
     if stream.duration and any(f in _EXACT_DURATION_FORMATS for f in fmt):
         start = float(stream.start_time * stream.time_base) if stream.start_time is not None else origin
@@ -249,7 +268,7 @@ def _decode_audio(p: Path, sr: int | None, start: float, stop: float | None, see
         sr = int(sr or stream.sample_rate or 0)
         if sr <= 0:
             raise MediaError(f"{p}: the audio stream does not state its sample rate; pass sample_rate=")
-        exact_end = _exact_audio_end(c, stream, origin)
+        exact_end = _exact_stream_end(c, stream, origin)
         if exact_end is not None:
             stop = exact_end if stop is None else min(stop, exact_end)
         if seek and start > _AUDIO_PREROLL:
@@ -273,6 +292,10 @@ def _decode_audio(p: Path, sr: int | None, start: float, stop: float | None, see
                     have += out.samples
                 if stop is not None and t0 + have / sr >= stop + _AUDIO_TAIL:
                     break
+            else:  # decoded to the end of the stream: check it ended where the index says
+                decoded_end = (t0 or 0.0) + counted
+                if t0 is not None and exact_end is not None and decoded_end < exact_end - 0.25:
+                    raise MediaError(_truncated_message(p, "audio", decoded_end, exact_end))
             for out in resampler.resample(None):
                 chunks.append(out.to_ndarray())
         channels = stream.channels or 1
@@ -378,6 +401,7 @@ def _video_frames(p: Path, start: float, seek: bool):
             with contextlib.suppress(av.FFmpegError):
                 c.seek(int((origin + start) / stream.time_base), stream=stream, backward=True)
         n = 0
+        last_end = None
         with _decode_errors(p):
             for frame in c.decode(stream):
                 t = frame.time - origin if frame.time is not None else n / fps
@@ -385,7 +409,11 @@ def _video_frames(p: Path, start: float, seek: bool):
                     yield None, None
                     return
                 n += 1
+                last_end = t + _frame_duration(frame, fps)
                 yield t, frame
+        header_end = _exact_stream_end(c, stream, origin)
+        if last_end is not None and header_end is not None and last_end < header_end - max(0.25, 2.0 / fps):
+            raise MediaError(_truncated_message(p, "video", last_end, header_end))
 
 
 def _frame_duration(frame, fallback_fps: float) -> float:
@@ -779,7 +807,9 @@ class VideoWriter:
         stack = contextlib.ExitStack()
         tmp = stack.enter_context(atomic_path(self.path))
         try:
-            self._container = av.open(str(tmp), "w", format=self._format)
+            # faststart: index at the front, so the file plays while downloading
+            options = {"movflags": "+faststart"} if self._format in ("mp4", "mov") else {}
+            self._container = av.open(str(tmp), "w", format=self._format, options=options)
         except BaseException as e:
             stack.__exit__(type(e), e, e.__traceback__)
             raise
@@ -795,8 +825,6 @@ class VideoWriter:
             vs.options = {"crf": str(self.crf), "preset": self.preset}
         else:
             vs.bit_rate = max(1_000_000, width * height * 4)
-        if self._format == "mp4":
-            self._container.options = {"movflags": "+faststart"}
         self._vstream = vs
         if self._audio is not None:
             self._track = _AacTrack(self._container, *self._audio)
@@ -906,8 +934,6 @@ def mux_audio(video_path: PathLike, waveform: ArrayLike, sample_rate: int, out_p
     with _open(src) as c, atomic_path(out) as tmp, av.open(str(tmp), "w", format=fmt) as dst:
         vs = _video_stream(c)
         ovs = dst.add_stream_from_template(vs)
-        if fmt != c.format.name.split(",")[0]:
-            ovs.codec_tag = 0  # let the target muxer choose its own tag for the codec
         track = _AacTrack(dst, data, sr, start_time=v_start)
         with _decode_errors(src):
             for packet in c.demux(vs):

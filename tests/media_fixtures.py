@@ -152,6 +152,7 @@ def write_zero_length_wav(path) -> Path:
 
     with av.open(str(path), "w", format="wav") as container:
         container.add_stream("pcm_s16le", rate=16000, layout="mono")
+        container.start_encoding()  # write the header although no sample follows
     return Path(path)
 
 
