@@ -29,6 +29,18 @@ def _check_file(path: Path) -> None:
         raise InputError(f"checkpoint {path} is empty (0 bytes): download it again")
 
 
+def _refusal_reason(e: BaseException) -> str:
+    """The informative line of torch's weights_only refusal (e.g. ``Unsupported global: GLOBAL io.open``)."""
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
+    m = re.search(r"(Unsupported global: GLOBAL \S+|Unsupported operand \S+|[^\n.]*not an allowed[^\n.]*)", text)
+    if m:
+        return m.group(1).strip()
+    lines = [ln.strip() for ln in text.splitlines() if "WeightsUnpickler error" in ln or "Unsupported" in ln]
+    return (lines[0] if lines else (text.strip().splitlines() or [type(e).__name__])[0])[:200]
+
+
 def load_pickle_checkpoint(path: str | os.PathLike, safe_globals: Iterable[Any] = ()) -> Any:
     """``torch.load`` with ``weights_only=True`` on CPU; refusals become UnsafeCheckpointError.
 
@@ -45,9 +57,8 @@ def load_pickle_checkpoint(path: str | os.PathLike, safe_globals: Iterable[Any] 
         with torch.serialization.safe_globals(list(safe_globals)):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UnsafeCheckpointError(
-            f"{path} asks to load more than tensors ({first}); refusing it. "
+            f"{path} asks to load more than tensors ({_refusal_reason(e)}); refusing it. "
             "Use a safetensors file, or convert this checkpoint on a trusted machine"
         ) from None
     except (RuntimeError, EOFError, OSError) as e:
