@@ -75,7 +75,7 @@ class MelFrontEnd(nn.Module):
     def __init__(self, n_fft: int, hop_length: int, n_mels: int, sample_rate: int, f_min: float = 0.0,
                  f_max: Optional[float] = None, top_db: float = 80.0):
         super().__init__()
-        self.n_fft, self.hop_length, self.top_db = n_fft, hop_length, top_db
+        self.n_fft, self.hop_length, self.top_db, self.sample_rate = n_fft, hop_length, top_db, int(sample_rate)
         fb = _slaney_filterbank(sample_rate, n_fft, n_mels, f_min, f_max if f_max is not None else sample_rate / 2)
         self.register_buffer("filterbank", fb, persistent=False)  # (n_freq, n_mels)
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)

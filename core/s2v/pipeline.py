@@ -1,0 +1,300 @@
+"""Sound -> video inference (Lee et al., ECCV 2022, sec. 3 and 4.5).
+
+:class:`SoundToVideoPipeline` owns the steps; the models own the math:
+
+1. check the inputs (audio, fps, duration, resolution, truncation, prompt vs. CLIP);
+2. compute the log-mel of the whole sound once per mel front end (chunked STFT, so memory
+   grows with the mel, not with the STFT) and place one segment per video frame, centred on
+   the frame's time span (frames and mel segments are aligned);
+3. pick the start latent w: the caller's (an inverted image, :mod:`.image_inversion`), or, with a
+   text prompt, the closest by CLIP similarity of K sampled latents (sec. 4.5), or a seeded sample;
+4. sound inversion ŵ_0 = E_a(x_a) + w (eq. 1) from the sound's first inversion window;
+5. walk and render in chunks: the audio encoder codes the segments of a chunk, the recurrent
+   walker (eq. 4-5) continues from the previous chunk's state, the generator renders the W+
+   codes in batches. Memory is bounded by the chunk size whatever the sound's length; with
+   ``stream=True`` the frames come back as an iterator of batches.
+
+``style_mix`` (an index into W+) keeps the vectors from that index on at the start latent for
+every frame, so the sound moves the coarse structure while the start image's fine style stays.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional, Union
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import InputError, ModelNotFoundError
+from ..progress import Progress, ProgressCallback
+from .audio_encoder import AudioEncoder, MelFrontEnd, segment_mel
+
+log = logging.getLogger(__name__)
+
+AUDIO_ENCODER_DIR = "audio_encoder"
+INVERSION_DIR = "inversion_encoder"
+WALKER_DIR = "walker"
+
+
+@dataclass
+class S2VResult:
+    """Frames (N, 3, H, W) in [0, 1] (or an iterator of such batches when streamed), their fps,
+    and the W+ latent of every frame (None when streamed: they are yielded with the frames by
+    :meth:`SoundToVideoPipeline.iter_batches`)."""
+
+    frames: Union[torch.Tensor, Iterator[torch.Tensor]]
+    fps: float
+    latents: Optional[torch.Tensor]
+    n_frames: int
+    start_latent: torch.Tensor  # (n_latent, w_dim) w before sound inversion
+    resolution: int
+
+
+def resample(wave: torch.Tensor, sr_in: int, sr_out: int) -> torch.Tensor:
+    """Band-limited resampling of (C, N) by FFT (exact for periodic signals, fine for analysis)."""
+    if sr_in == sr_out:
+        return wave
+    n_out = max(1, int(round(wave.shape[-1] * sr_out / sr_in)))
+    spec = torch.fft.rfft(wave.double(), dim=-1)
+    keep = min(spec.shape[-1], n_out // 2 + 1)
+    out = torch.zeros(*spec.shape[:-1], n_out // 2 + 1, dtype=spec.dtype)
+    out[..., :keep] = spec[..., :keep]
+    return (torch.fft.irfft(out, n=n_out, dim=-1) * (n_out / wave.shape[-1])).to(wave.dtype)
+
+
+def power_mel_chunked(front: MelFrontEnd, wave: torch.Tensor, chunk_frames: int = 2048) -> torch.Tensor:
+    """Same frames as ``front.power_mel(wave)`` (centred, zero padded), computed chunk by chunk.
+
+    wave (N,) -> (n_mels, T) with T = 1 + N // hop.
+    """
+    hop, n_fft = front.hop_length, front.n_fft
+    T = 1 + wave.shape[-1] // hop
+    padded = F.pad(wave[None], (n_fft // 2, n_fft // 2))[0]
+    out = []
+    for f0 in range(0, T, chunk_frames):
+        f1 = min(T, f0 + chunk_frames)
+        piece = padded[f0 * hop:(f1 - 1) * hop + n_fft]
+        spec = torch.stft(piece[None].float(), n_fft, hop, window=front.window, center=False, return_complex=True)
+        power = spec.real.square() + spec.imag.square()
+        out.append(torch.einsum("bft,fm->bmt", power, front.filterbank)[0])
+    return torch.cat(out, dim=-1)
+
+
+class SoundToVideoPipeline:
+    """Audio (+ optional text prompt) -> video frames, with a frozen StyleGAN generator."""
+
+    def __init__(self, generator, inversion_encoder, walker, audio_encoder: Optional[AudioEncoder] = None,
+                 clip=None):
+        self.generator = generator.eval().requires_grad_(False)
+        self.inversion = inversion_encoder.eval()
+        self.walker = walker.eval()
+        self.audio_encoder = audio_encoder.eval() if audio_encoder is not None else None
+        self.clip = clip
+        n, d = int(generator.n_latent), int(generator.w_dim)
+        for name, cfg in (("inversion encoder", inversion_encoder.config), ("walker", walker.config)):
+            if (cfg.n_latent, cfg.w_dim) != (n, d):
+                raise InputError(f"the {name} was trained for W+ ({cfg.n_latent}, {cfg.w_dim}) but the generator has "
+                                 f"({n}, {d}): use models trained for this generator")
+        if walker.config.audio_dim:
+            if audio_encoder is None:
+                raise InputError("this walker takes audio codes: load the audio encoder (audio_encoder/) with it")
+            if audio_encoder.dim != walker.config.audio_dim:
+                raise InputError(f"audio encoder dim {audio_encoder.dim} != walker audio_dim {walker.config.audio_dim}")
+
+    # -- loading ---------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, generator_path, models_dir, clip_path=None, device=None, dtype=None):
+        """Load the generator (any format :func:`.generator.load_generator` reads) and our trained
+        encoder/walker folders under ``models_dir`` (``inversion_encoder/``, ``walker/`` and, for a
+        walker fed with audio, ``audio_encoder/``; each ``model.safetensors`` + ``config.json``)."""
+        from .audio_encoder import load_audio_encoder
+        from .generator import load_generator
+        from .inversion_encoder import load_inversion_encoder
+        from .walker import load_walker
+
+        models_dir = Path(models_dir)
+        need = [INVERSION_DIR, WALKER_DIR]
+        missing = [f"{models_dir / d / 'model.safetensors'}" for d in need if not (models_dir / d / "model.safetensors").is_file()]
+        if missing:
+            raise ModelNotFoundError(
+                "sound-to-video needs trained encoder and walker weights; missing " + ", ".join(missing)
+                + ": train them with `synesthesia train-s2v` (or convert the seed's with `synesthesia convert`)")
+        walker = load_walker(models_dir / WALKER_DIR, device=device)
+        audio_enc = None
+        if walker.config.audio_dim or (models_dir / AUDIO_ENCODER_DIR / "model.safetensors").is_file():
+            p = models_dir / AUDIO_ENCODER_DIR / "model.safetensors"
+            if not p.is_file():
+                raise ModelNotFoundError(f"the walker takes audio codes but {p} is missing: train it with `synesthesia train-s2v`")
+            audio_enc = load_audio_encoder(models_dir / AUDIO_ENCODER_DIR, device=device)
+        inv = load_inversion_encoder(models_dir / INVERSION_DIR, device=device)
+        gen = load_generator(generator_path, device=device, dtype=dtype)
+        clip = None
+        if clip_path is not None:
+            from ..clip import load_clip
+
+            clip = load_clip(clip_path, device=device)
+        return cls(gen, inv, walker, audio_enc, clip)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.generator.parameters()).device
+
+    # -- steps -----------------------------------------------------------------------------
+    def _check(self, audio, sample_rate, prompt, fps, duration, resolution, truncation, style_mix, start_latent):
+        if not isinstance(audio, torch.Tensor) or audio.dim() not in (1, 2) or audio.shape[-1] == 0:
+            got = tuple(audio.shape) if isinstance(audio, torch.Tensor) else type(audio).__name__
+            raise InputError(f"audio must be a non-empty (C, N) or (N,) tensor, got {got}")
+        if not torch.isfinite(audio).all():
+            raise InputError("audio holds NaN or infinite samples: decode it again")
+        if not isinstance(sample_rate, int) or sample_rate < 1000:
+            raise InputError(f"sample_rate must be an int >= 1000 Hz, got {sample_rate!r}")
+        if not (0 < fps <= 120):
+            raise InputError(f"fps must be in (0, 120], got {fps}")
+        if duration is not None and duration <= 0:
+            raise InputError(f"duration must be > 0 seconds, got {duration}")
+        if resolution is not None and not (16 <= int(resolution) <= 4096):
+            raise InputError(f"resolution must be between 16 and 4096 pixels, got {resolution}")
+        if not (0 < truncation <= 2):
+            raise InputError(f"truncation must be in (0, 2], got {truncation}")
+        n = self.generator.n_latent
+        if style_mix is not None and not (1 <= style_mix <= n):
+            raise InputError(f"style_mix must be a W+ index in [1, {n}], got {style_mix}")
+        if prompt and (self.clip is None or not getattr(self.clip, "has_text", False)):
+            raise InputError("a text prompt needs a CLIP model with a text tower: pass --clip (a full CLIP folder)")
+        if start_latent is not None and tuple(start_latent.shape[-2:]) != (n, self.generator.w_dim):
+            raise InputError(f"start_latent must be ({n}, {self.generator.w_dim}), got {tuple(start_latent.shape)}")
+
+    @torch.no_grad()
+    def select_start_latent(self, prompt: Optional[str], truncation: float, seed: Optional[int],
+                            n_candidates: int = 16, generator: Optional[torch.Generator] = None,
+                            batch_size: int = 8, progress: Optional[Progress] = None) -> torch.Tensor:
+        """w (n_latent, w_dim): the seeded sample, or with a prompt the most CLIP-similar of K (sec. 4.5)."""
+        G = self.generator
+        if generator is None:
+            generator = torch.Generator().manual_seed(int(seed) if seed is not None else torch.seed() % 2**31)
+        k = max(1, int(n_candidates)) if prompt else 1
+        z = torch.randn(k, G.z_dim, generator=generator).to(self.device)
+        w = G.mapping(z, truncation=truncation)  # (K, w_dim)
+        if k == 1:
+            return w[0, None].expand(G.n_latent, -1).clone()
+        text = F.normalize(self.clip.encode_text([prompt]).float(), dim=-1)  # (1, D)
+        sims = []
+        for i in range(0, k, batch_size):
+            wp = w[i:i + batch_size, None].expand(-1, G.n_latent, -1)
+            img = (G.synthesis(wp, noise_mode="const").float().clamp(-1, 1) + 1) / 2
+            emb = F.normalize(self.clip.encode_images(img).float(), dim=-1)
+            sims.append((emb @ text.T)[:, 0].cpu())
+            if progress is not None:
+                progress.advance(wp.shape[0], stage="prompt")
+        best = int(torch.cat(sims).argmax())
+        log.info("prompt %r: candidate %d of %d has the highest CLIP similarity", prompt, best, k)
+        return w[best, None].expand(G.n_latent, -1).clone()
+
+    def _mel(self, front: MelFrontEnd, wave: torch.Tensor, sr: int) -> torch.Tensor:
+        w = resample(wave, sr, front_sr(front))
+        return front.normalise(power_mel_chunked(front, w[0])[None])[0]  # (n_mels, T)
+
+    def iter_batches(self, audio: torch.Tensor, sample_rate: int, prompt: Optional[str] = None,
+                     seed: Optional[int] = None, generator: Optional[torch.Generator] = None, fps: float = 25.0,
+                     duration: Optional[float] = None, resolution: Optional[int] = None, truncation: float = 0.7,
+                     style_mix: Optional[int] = None, start_latent: Optional[torch.Tensor] = None,
+                     n_candidates: int = 16, batch_size: int = 8, callback: Optional[ProgressCallback] = None):
+        """Yield ``(frames (b, 3, H, W) in [0, 1], latents (b, n_latent, w_dim))`` batches in order.
+
+        The first item yielded is a dict ``{"n_frames", "start_latent", "resolution"}`` describing the
+        run; the generator does the work lazily, so memory is bounded by ``batch_size``.
+        """
+        # 1. check inputs
+        self._check(audio, sample_rate, prompt, fps, duration, resolution, truncation, style_mix, start_latent)
+        if batch_size < 1:
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        G, dev = self.generator, self.device
+        wave = audio.float().cpu()
+        wave = wave[None] if wave.dim() == 1 else wave.mean(dim=0, keepdim=True)  # (1, N) mono
+        if duration is not None:
+            wave = wave[:, : max(1, int(round(duration * sample_rate)))]
+        seconds = wave.shape[-1] / sample_rate
+        n_frames = max(1, int(round(seconds * fps)))
+        res = int(resolution) if resolution is not None else int(G.resolution)
+        total = n_frames + (max(1, n_candidates) if prompt else 0)
+        progress = Progress(total, callback, stage="animate")
+
+        with torch.no_grad():
+            # 2. mel of the whole sound, once per front end; segments aligned to frame centres
+            inv_front = self.inversion.mel_front_end()
+            inv_mel = self._mel(inv_front, wave, sample_rate)
+            enc_mel = None
+            if self.walker.config.audio_dim:
+                enc_front = self.audio_encoder.mel_front_end()
+                enc_mel = self._mel(enc_front, wave, sample_rate)
+                centres_s = (torch.arange(n_frames, dtype=torch.float64) + 0.5) / fps
+                centres = torch.round(centres_s * front_sr(enc_front) / enc_front.hop_length).long()
+
+            # 3. start latent
+            if start_latent is not None:
+                w = start_latent.reshape(G.n_latent, G.w_dim).to(dev, torch.float32)
+            else:
+                w = self.select_start_latent(prompt, truncation, seed, n_candidates, generator,
+                                             batch_size, progress).float()
+            yield {"n_frames": n_frames, "start_latent": w.cpu(), "resolution": res}
+
+            # 4. sound inversion, eq. 1, from the first inversion window of the sound
+            L = self.inversion.config.segment_frames
+            x_a = segment_mel(inv_mel, torch.tensor([L // 2]), L).to(dev)  # (1, n_mels, L)
+            w_hat = self.inversion.invert(x_a, w[None])  # (1, n_latent, w_dim)
+
+            # 5. walk + render, chunk by chunk
+            state = self.walker.init_state(w_hat)
+            for f0 in range(0, n_frames, batch_size):
+                f1 = min(n_frames, f0 + batch_size)
+                codes = None
+                if enc_mel is not None:
+                    seg = segment_mel(enc_mel, centres[f0:f1], self.audio_encoder.config.segment_frames).to(dev)
+                    codes = self.audio_encoder(seg)[None]  # (1, b, D)
+                lat, state = self.walker(codes, state, n_frames=f1 - f0)
+                lat = lat[0]  # (b, n_latent, w_dim)
+                if style_mix is not None:
+                    lat = lat.clone()
+                    lat[:, style_mix:] = w[None, style_mix:]
+                img = G.synthesis(lat.to(dtype=next(G.parameters()).dtype), noise_mode="const")
+                img = (img.float().clamp(-1, 1) + 1) / 2
+                if img.shape[-1] != res:
+                    img = F.interpolate(img, size=(res, res), mode="bilinear", antialias=True, align_corners=False)
+                progress.advance(f1 - f0, stage="render")
+                yield img.clamp(0, 1).cpu(), lat.float().cpu()
+
+    def __call__(self, audio: torch.Tensor, sample_rate: int, prompt: Optional[str] = None,
+                 seed: Optional[int] = None, generator: Optional[torch.Generator] = None, fps: float = 25.0,
+                 duration: Optional[float] = None, resolution: Optional[int] = None, truncation: float = 0.7,
+                 style_mix: Optional[int] = None, start_latent: Optional[torch.Tensor] = None,
+                 n_candidates: int = 16, batch_size: int = 8, stream: bool = False,
+                 callback: Optional[ProgressCallback] = None) -> S2VResult:
+        """Animate ``audio`` ((C, N) or (N,) float in [-1, 1] at ``sample_rate``).
+
+        Steps (see the module docstring): 1. check inputs, 2. mel and frame-aligned segments,
+        3. start latent (prompt: best of ``n_candidates`` by CLIP), 4. sound inversion (eq. 1),
+        5. recurrent walk (eq. 4-5) and batched rendering. ``stream=True`` returns the frames as
+        an iterator of (b, 3, H, W) batches (bounded memory for long sounds) and no latents.
+        ``callback(step, total, info)`` may raise :class:`~..errors.Cancelled`.
+        """
+        it = self.iter_batches(audio, sample_rate, prompt, seed, generator, fps, duration, resolution, truncation,
+                               style_mix, start_latent, n_candidates, batch_size, callback)
+        head = next(it)  # runs steps 1-3 now, so bad input raises here, not when iterating
+        if stream:
+            frames = (f for f, _ in it)
+            return S2VResult(frames, float(fps), None, head["n_frames"], head["start_latent"], head["resolution"])
+        fs, ls = [], []
+        for f, lat in it:
+            fs.append(f)
+            ls.append(lat)
+        return S2VResult(torch.cat(fs), float(fps), torch.cat(ls), head["n_frames"], head["start_latent"],
+                         head["resolution"])
+
+
+def front_sr(front: MelFrontEnd) -> int:
+    return int(front.sample_rate)

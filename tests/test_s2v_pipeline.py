@@ -1,0 +1,169 @@
+"""SoundToVideoPipeline and image inversion end to end on tiny random models.
+
+Random weights: these prove plumbing (alignment, chunking, seeding, prompt selection, errors),
+not that the video matches the sound.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import tiny_s2v as T
+from synesthesia.core.errors import Cancelled, InputError, ModelNotFoundError
+from synesthesia.core.s2v import pipeline as P
+from synesthesia.core.s2v.audio_encoder import MelFrontEnd
+from synesthesia.core.s2v.image_inversion import ImageInversionConfig, invert_image
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    gen, inv, walk, aud = T.tiny_models()
+    return P.SoundToVideoPipeline(gen, inv, walk, aud)
+
+
+def test_end_to_end_shapes_and_start(pipe):
+    audio = T.tone(1.0)
+    res = pipe(audio, T.SR, seed=3, fps=10)
+    assert res.n_frames == 10 and res.fps == 10.0
+    assert res.frames.shape == (10, 3, T.RES, T.RES)
+    assert 0 <= float(res.frames.min()) and float(res.frames.max()) <= 1
+    assert res.latents.shape == (10, T.N_LATENT, T.W_DIM)
+    # frame 0 is the sound-inverted start latent ŵ_0 = E_a(x_a) + w (eq. 1)
+    inv_mel = pipe._mel(pipe.inversion.mel_front_end(), audio, T.SR)
+    L = pipe.inversion.config.segment_frames
+    from synesthesia.core.s2v.audio_encoder import segment_mel
+
+    with torch.no_grad():
+        w_hat = pipe.inversion.invert(segment_mel(inv_mel, torch.tensor([L // 2]), L), res.start_latent[None])
+    assert torch.allclose(res.latents[0], w_hat[0], atol=1e-5)
+    # the walk moves: consecutive frames differ
+    assert (res.latents[1:] - res.latents[:-1]).abs().amax(dim=(1, 2)).min() > 0
+
+
+def test_chunking_streaming_and_seed(pipe):
+    audio = T.tone(1.3)
+    full = pipe(audio, T.SR, seed=5, fps=12, batch_size=16)
+    chunked = pipe(audio, T.SR, seed=5, fps=12, batch_size=5)
+    assert torch.allclose(full.latents, chunked.latents, atol=1e-5)  # walk state carried across chunks
+    assert torch.allclose(full.frames, chunked.frames, atol=1e-5)
+    st = pipe(audio, T.SR, seed=5, fps=12, batch_size=4, stream=True)
+    batches = list(st.frames)
+    assert [b.shape[0] for b in batches] == [4, 4, 4, 4]  # 16 frames, bounded batches
+    assert st.latents is None and torch.allclose(torch.cat(batches), full.frames, atol=1e-5)
+    other = pipe(audio, T.SR, seed=6, fps=12)
+    assert not torch.allclose(other.latents[0], full.latents[0])
+
+
+def test_audio_drives_the_walk(pipe):
+    """Same start latent, different sounds after the first inversion window -> different walks."""
+    a = T.tone(1.0, freq=300.0)
+    b = a.clone()
+    b[:, T.SR // 2:] = 0.5 * torch.randn(1, T.SR - T.SR // 2, generator=torch.Generator().manual_seed(0))
+    ra = pipe(a, T.SR, seed=1, fps=10)
+    rb = pipe(b, T.SR, seed=1, fps=10)
+    assert torch.allclose(ra.latents[:3], rb.latents[:3], atol=1e-6)  # segments before 0.5 s are equal
+    assert not torch.allclose(ra.latents[-1], rb.latents[-1], atol=1e-4)
+
+
+def test_options_duration_resolution_style_mix(pipe):
+    audio = T.tone(2.0)
+    res = pipe(audio, T.SR, seed=2, fps=8, duration=0.5, resolution=24, style_mix=2)
+    assert res.frames.shape == (4, 3, 24, 24)
+    assert torch.allclose(res.latents[:, 2:], res.start_latent[None, 2:].expand(4, -1, -1))
+    assert not torch.allclose(res.latents[:, :2], res.start_latent[None, :2].expand(4, -1, -1))
+    sm = pipe(audio[0], T.SR, seed=2, fps=8, duration=0.5, truncation=0.3)
+    assert not torch.allclose(sm.start_latent, res.start_latent)
+
+
+def test_prompt_picks_the_most_clip_similar_candidate(tmp_path):
+    from tiny_clip import make_tiny_clip
+
+    from synesthesia.core.clip import load_clip
+
+    make_tiny_clip(tmp_path / "clip")
+    clip = load_clip(tmp_path / "clip")
+    gen, inv, walk, aud = T.tiny_models()
+    pipe = P.SoundToVideoPipeline(gen, inv, walk, aud, clip=clip)
+    w = pipe.select_start_latent("a dog", truncation=0.7, seed=0, n_candidates=6)
+    z = torch.randn(6, gen.z_dim, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        cands = gen.mapping(z, truncation=0.7)
+        imgs = (gen.synthesis(cands[:, None].expand(-1, T.N_LATENT, -1)) + 1) / 2
+        sims = F.normalize(clip.encode_images(imgs), dim=-1) @ F.normalize(clip.encode_text(["a dog"]), dim=-1).T
+    assert torch.allclose(w[0], cands[int(sims.argmax())])
+    steps = []
+    res = pipe(T.tone(0.5), T.SR, prompt="a dog", seed=0, fps=8, n_candidates=6,
+               callback=lambda s, t, i: steps.append((s, t, i["stage"])))
+    assert torch.allclose(res.start_latent[0], cands[int(sims.argmax())])
+    assert steps[-1][:2] == (10, 10) and {s[2] for s in steps} == {"prompt", "render"}
+
+
+def test_errors_and_cancel(pipe, tmp_path):
+    with pytest.raises(InputError, match="fps"):
+        pipe(T.tone(0.5), T.SR, fps=0)
+    with pytest.raises(InputError, match="non-empty"):
+        pipe(torch.zeros(1, 0), T.SR)
+    with pytest.raises(InputError, match="CLIP"):
+        pipe(T.tone(0.5), T.SR, prompt="rain")
+    with pytest.raises(InputError, match="style_mix"):
+        pipe(T.tone(0.5), T.SR, style_mix=99)
+
+    def cancel(step, total, info):
+        raise Cancelled("stop")
+
+    with pytest.raises(Cancelled):
+        pipe(T.tone(0.5), T.SR, fps=8, callback=cancel)
+    with pytest.raises(ModelNotFoundError, match=r"inversion_encoder.*model\.safetensors"):
+        P.SoundToVideoPipeline.from_pretrained(tmp_path / "g.pt", tmp_path / "nothing")
+    gen, inv, walk, aud = T.tiny_models()
+    with pytest.raises(InputError, match="audio encoder"):
+        P.SoundToVideoPipeline(gen, inv, walk, None)
+
+
+def test_chunked_mel_and_resample():
+    front = MelFrontEnd(256, 64, 16, T.SR)
+    wave = torch.randn(T.SR * 2 + 37, generator=torch.Generator().manual_seed(0))
+    full = front.power_mel(wave)[0]
+    chunked = P.power_mel_chunked(front, wave, chunk_frames=50)
+    assert chunked.shape == full.shape
+    assert torch.allclose(chunked, full, rtol=1e-4, atol=1e-4)
+    t = torch.arange(16000) / 16000
+    x = torch.sin(2 * torch.pi * 440 * t)[None]
+    y = P.resample(x, 16000, 8000)
+    assert y.shape == (1, 8000)
+    spec = torch.fft.rfft(y[0]).abs()
+    assert int(spec.argmax()) == 440  # 1 s at 8 kHz: bin = Hz
+
+
+def test_image_inversion_recovers_a_generated_image():
+    gen = T.StandInGenerator()
+    with torch.no_grad():
+        w_true = gen.mapping(torch.randn(1, gen.z_dim, generator=torch.Generator().manual_seed(4)))
+        target = (gen.synthesis(w_true[:, None].expand(-1, T.N_LATENT, -1)) + 1) / 2
+    losses = []
+    cfg = ImageInversionConfig(steps=60, lr=0.1, clip_weight=0.0, latent_weight=1e-4)
+    w = invert_image(gen, target[0], cfg, callback=lambda s, t, i: losses.append(i["loss"]))
+    assert w.shape == (T.N_LATENT, T.W_DIM) and len(losses) == 60
+    assert losses[-1] < 0.2 * losses[0]
+    with torch.no_grad():
+        recon = (gen.synthesis(w[None]) + 1) / 2
+    assert F.mse_loss(recon, target) < F.mse_loss((gen.synthesis(gen.mean_latent[None, None].expand(1, T.N_LATENT, -1)) + 1) / 2, target)
+    with pytest.raises(InputError, match="CLIP"):
+        invert_image(gen, target[0], ImageInversionConfig(steps=2))
+
+
+def test_image_inversion_clip_term(tmp_path):
+    from tiny_clip import make_tiny_clip
+
+    from synesthesia.core.clip import load_clip
+
+    make_tiny_clip(tmp_path / "clip", text=False)
+    clip = load_clip(tmp_path / "clip")
+    gen = T.StandInGenerator()
+    img = torch.rand(3, 20, 20)
+    w = invert_image(gen, img, ImageInversionConfig(steps=3, l2_weight=0.0, clip_weight=1.0), clip=clip)
+    assert w.shape == (T.N_LATENT, T.W_DIM) and not torch.allclose(w, gen.mean_latent.expand_as(w))
