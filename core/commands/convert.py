@@ -13,6 +13,7 @@ from ..errors import InputError
 
 # kind -> ("module under core", "function", "help")
 CONVERTERS: dict[str, tuple[str, str, str]] = {}
+CONVERTERS.update({"stylegan": ("s2v.convert", "convert_stylegan", "StyleGAN2/3 generator, rosinality .pt or NVIDIA .pkl (sniffed)"), "stylegan-rosinality": ("s2v.convert", "convert_rosinality", "rosinality stylegan2-pytorch .pt"), "stylegan-nvidia": ("s2v.convert", "convert_nvidia", "NVIDIA stylegan2-ada / stylegan3 .pkl")})
 CONVERTERS["vta-ldm"] = ("v2a.convert", "convert_vta_ldm", "VTA-LDM checkpoint folder with pytorch_model_2.bin")
 
 
