@@ -297,3 +297,127 @@ def headless_input_path(name: str) -> Path:
 def headless_output_dir(kind: str = "output") -> Path:
     d = _headless.get()
     return Path(d.get(kind) or d.get("output") or os.getcwd())
+
+
+# ------------------------------------------------------------------------- model loading
+def cached_load(path, loader, device=None, **kwargs):
+    """``loader(path, device=device, **kwargs)`` once per (path, its mtime/size, device) via ``core.cache``."""
+    from . import cache
+
+    p = Path(path)
+    target = p / "model.safetensors" if p.is_dir() and (p / "model.safetensors").exists() else p
+    st = target.stat()
+    key = cache.cache_key(p.resolve(), (getattr(loader, "__qualname__", repr(loader)), st.st_mtime_ns, st.st_size,
+                                        tuple(sorted(kwargs.items()))), None, device)
+    return cache.get_or_load(key, lambda: loader(p, device=device, **kwargs))
+
+
+# ----------------------------------------------------------------------------- rendering
+def render_latents(generator, latents, batch_size: int = 8, noise_mode: str = "const",
+                   callback: Optional[ProgressCallback] = None):
+    """W+ latents ``(N, n_latent, w_dim)`` -> images ``(N, 3, H, W)`` in [0, 1] on the CPU, in batches.
+
+    ``callback(done, N, {"stage": "render"})`` after each batch (it may raise to cancel).
+    """
+    import torch
+
+    if latents.dim() != 3 or latents.shape[1:] != (generator.n_latent, generator.w_dim):
+        raise InputError(f"latents must be (N, {generator.n_latent}, {generator.w_dim}) for this generator; "
+                         f"got {tuple(latents.shape)}: use the trajectory made for the same StyleGAN")
+    if batch_size < 1:
+        raise InputError(f"batch_size must be >= 1; got {batch_size}")
+    p = next(generator.parameters())
+    out = []
+    with torch.inference_mode():
+        for a in range(0, latents.shape[0], batch_size):
+            w = latents[a:a + batch_size].to(p.device, p.dtype)
+            img = generator.synthesis(w, noise_mode=noise_mode)  # (b, 3, H, W) in [-1, 1]
+            out.append(((img.float() + 1) / 2).clamp(0, 1).cpu())
+            if callback is not None:
+                callback(min(a + batch_size, latents.shape[0]), latents.shape[0], {"stage": "render"})
+    return torch.cat(out)
+
+
+# ------------------------------------------------------------------ sound -> video steps
+# The steps of core.s2v.pipeline.SoundToVideoPipeline.iter_batches, split so that a host can show
+# and edit what passes between them (the start latent, the W+ trajectory). Same numbers as the
+# pipeline for the same inputs (tests/test_nodes_models.py checks it).
+def _s2v_mono(audio, sample_rate: int, duration: Optional[float]):
+    wave = audio.float().cpu()
+    wave = wave[None] if wave.dim() == 1 else wave.mean(dim=0, keepdim=True)  # (1, N)
+    if duration:
+        wave = wave[:, : max(1, int(round(duration * sample_rate)))]
+    return wave
+
+
+def _s2v_mel(front, wave, sample_rate: int):
+    from .s2v.pipeline import front_sr, power_mel_chunked
+    from .s2v.pipeline import resample as fft_resample
+
+    w = fft_resample(wave, sample_rate, front_sr(front))
+    return front.normalise(power_mel_chunked(front, w[0])[None])[0]  # (n_mels, T)
+
+
+def s2v_invert(pipe, audio, sample_rate: int, prompt: Optional[str] = None, seed: Optional[int] = None,
+               truncation: float = 0.7, n_candidates: int = 16, callback: Optional[ProgressCallback] = None):
+    """Steps 3-4: start latent w (seeded, or best of K by CLIP for a prompt), then ŵ_a = E_a(x_a) + w (eq. 1).
+
+    Returns ``(w_hat (1, n_latent, w_dim), w (n_latent, w_dim))``.
+    """
+    import torch
+
+    from .progress import Progress
+    from .s2v.audio_encoder import segment_mel
+
+    pipe._check(audio, sample_rate, prompt, 25.0, None, None, truncation, None, None)
+    wave = _s2v_mono(audio, sample_rate, None)
+    progress = Progress(max(1, n_candidates) if prompt else 1, callback, stage="invert")
+    with torch.no_grad():
+        w = pipe.select_start_latent(prompt, truncation, seed, n_candidates, progress=progress).float()
+        inv = pipe.inversion
+        mel = _s2v_mel(inv.mel_front_end(), wave, sample_rate)
+        L = inv.config.segment_frames
+        x_a = segment_mel(mel, torch.tensor([L // 2]), L).to(pipe.device)
+        w_hat = inv.invert(x_a, w[None])
+    if not prompt:
+        progress.advance(1)
+    return w_hat.float().cpu(), w.cpu()
+
+
+def s2v_walk(pipe, audio, sample_rate: int, w_hat, fps: float = 25.0, duration: Optional[float] = None,
+             batch_size: int = 8, callback: Optional[ProgressCallback] = None):
+    """Step 5 without rendering: the recurrent walk (eq. 4-5) from ŵ_a -> W+ latents (N, n_latent, w_dim)."""
+    import torch
+
+    from .progress import Progress
+    from .s2v.audio_encoder import segment_mel
+    from .s2v.pipeline import front_sr
+
+    pipe._check(audio, sample_rate, None, fps, duration, None, 0.7, None, None)
+    G = pipe.generator
+    if w_hat.dim() == 2:
+        w_hat = w_hat[None]
+    if tuple(w_hat.shape[1:]) != (G.n_latent, G.w_dim):
+        raise InputError(f"start latent must be (1, {G.n_latent}, {G.w_dim}) for this StyleGAN; got {tuple(w_hat.shape)}")
+    wave = _s2v_mono(audio, sample_rate, duration)
+    n_frames = max(1, int(round(wave.shape[-1] / sample_rate * fps)))
+    progress = Progress(n_frames, callback, stage="walk")
+    out = []
+    with torch.no_grad():
+        enc_mel = None
+        if pipe.walker.config.audio_dim:
+            front = pipe.audio_encoder.mel_front_end()
+            enc_mel = _s2v_mel(front, wave, sample_rate)
+            centres_s = (torch.arange(n_frames, dtype=torch.float64) + 0.5) / fps
+            centres = torch.round(centres_s * front_sr(front) / front.hop_length).long()
+        state = pipe.walker.init_state(w_hat.to(pipe.device, torch.float32))
+        for f0 in range(0, n_frames, batch_size):
+            f1 = min(n_frames, f0 + batch_size)
+            codes = None
+            if enc_mel is not None:
+                seg = segment_mel(enc_mel, centres[f0:f1], pipe.audio_encoder.config.segment_frames).to(pipe.device)
+                codes = pipe.audio_encoder(seg)[None]  # (1, b, D)
+            lat, state = pipe.walker(codes, state, n_frames=f1 - f0)
+            out.append(lat[0].float().cpu())
+            progress.advance(f1 - f0)
+    return torch.cat(out)
