@@ -137,14 +137,15 @@ def load_manifest(path: PathLike = MANIFEST_PATH) -> Dict[str, ModelEntry]:
     return out
 
 
+ENV_MANIFEST = "SYNESTHESIA_MANIFEST"  # a manifest to use instead of the package's (mirrors, tests)
 _MANIFEST: Optional[Dict[str, ModelEntry]] = None
 
 
 def manifest() -> Dict[str, ModelEntry]:
-    """The package manifest, read once."""
+    """The manifest in use: ``$SYNESTHESIA_MANIFEST`` if set, else the package's; read once."""
     global _MANIFEST
     if _MANIFEST is None:
-        _MANIFEST = load_manifest()
+        _MANIFEST = load_manifest(os.environ.get(ENV_MANIFEST) or MANIFEST_PATH)
     return _MANIFEST
 
 
