@@ -160,3 +160,21 @@ def truncate(src, dst, fraction: float = 0.5) -> Path:
     data = Path(src).read_bytes()
     Path(dst).write_bytes(data[: int(len(data) * fraction)])
     return Path(dst)
+
+
+def write_mp3_with_cover(path, seconds: float = 1.0, sample_rate: int = 16000) -> Path:
+    """An mp3 with a 440 Hz tone and a jpeg cover picture (a video stream marked attached_pic)."""
+    import av
+
+    path = Path(path)
+    with av.open(str(path), "w") as container:
+        audio = container.add_stream("libmp3lame", rate=sample_rate, layout="mono")
+        cover = container.add_stream("mjpeg", rate=1)
+        cover.width, cover.height, cover.pix_fmt = 32, 32, "yuvj420p"
+        cover.disposition = av.stream.Disposition.attached_pic
+        frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 200, np.uint8), format="rgb24")
+        frame.pts = 0
+        for packet in [*cover.encode(frame), *cover.encode(None)]:
+            container.mux(packet)
+        _encode_audio(container, audio, sine(440, sample_rate, seconds), sample_rate)
+    return path
