@@ -115,8 +115,12 @@ def write_video_file(
     audio_codec: str = "aac",
     fmt: str | None = None,
     options: dict | None = None,
+    rotation: int | None = None,
 ) -> Path:
-    """Write ``n_frames`` index frames at ``fps`` (and optionally an audio track) to ``path``."""
+    """Write ``n_frames`` index frames at ``fps`` (and optionally an audio track) to ``path``.
+
+    ``rotation`` (degrees counter-clockwise, as FFmpeg's display matrix) marks the clip for
+    players to rotate, the way phones store portrait video."""
     import av
 
     path = Path(path)
@@ -125,6 +129,8 @@ def write_video_file(
         vs = container.add_stream(codec, rate=fps)
         vs.width, vs.height = width, height
         vs.pix_fmt = "yuv420p"
+        if rotation is not None:
+            vs.set_display_rotation(rotation)
         if codec == "libx264":
             vs.options = {"preset": "ultrafast", "crf": "10"}
         elif codec in ("libvpx", "libvpx-vp9"):

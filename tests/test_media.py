@@ -228,6 +228,26 @@ def test_resize(files):
     assert [mf.frame_index(f) for f in short] == [0, 1, 2, 3, 4]
 
 
+@pytest.mark.parametrize("ccw, top_left_half", [(-90, "bright"), (90, "dark"), (180, "dark")])
+def test_rotated_phone_video_is_turned_upright(tmp_path, ccw, top_left_half):
+    """Frame 15 is bright on its left half and dark on its right; a player applies the display
+    matrix, and so must we: -90 deg counter-clockwise (90 clockwise) puts the left half on top."""
+    src = mf.write_video_file(tmp_path / "rot.mp4", 16, 25, (64, 48), rotation=ccw)
+    info = media.probe(src)
+    expect = (64, 48) if ccw == 180 else (48, 64)
+    assert (info.width, info.height) == expect
+    frames, _ = media.read_frames(src, start=15 / 25)
+    frame = frames[0].float().mean(-1)  # (H, W)
+    assert frame.shape == (expect[1], expect[0])
+    if ccw == 180:
+        top_left, other = frame[:, :32].mean(), frame[:, 32:].mean()  # left half
+    else:
+        top_left, other = frame[:32].mean(), frame[32:].mean()  # top half
+    assert (top_left > other) == (top_left_half == "bright"), (float(top_left), float(other))
+    small, _ = media.read_frames(src, size=24, duration=0.04)
+    assert small.shape[1:3] == ((24, 32) if ccw == 180 else (32, 24))  # short side after rotation
+
+
 def test_iter_frames_streams_with_bounded_memory(tmp_path):
     """150 frames of 320x240 (35 MB as RGB) stream with a few frames' worth of Python memory."""
     src = mf.write_video_file(tmp_path / "long.mp4", 150, 25, (320, 240))
