@@ -305,6 +305,27 @@ def input_order(spec: Mapping) -> list[tuple[str, Any, dict]]:
     return out
 
 
+def spec_from_object_info(entry: Mapping) -> dict:
+    """An ``INPUT_TYPES()``-shaped dict from a ``/object_info`` entry, in the node's real input order.
+
+    ``/object_info`` serialises ``input`` as a JSON object whose key order is not the node's;
+    ``input_order`` holds the order the frontend lays widgets out in.
+    """
+    out: dict = {}
+    order = entry.get("input_order") or {}
+    for cat, inputs in (entry.get("input") or {}).items():
+        names = list(order.get(cat) or []) + [n for n in inputs if n not in (order.get(cat) or [])]
+        out[cat] = {n: _normalise_entry(inputs[n]) for n in names if n in inputs}
+    return out
+
+
+def _normalise_entry(entry):
+    """``["COMBO", {"options": [...]}]`` (new schema) -> ``[[...], {...}]`` (classic); other entries unchanged."""
+    if isinstance(entry, (list, tuple)) and entry and entry[0] == "COMBO" and len(entry) > 1:
+        return [list(entry[1].get("options", [])), entry[1]]
+    return list(entry) if isinstance(entry, (list, tuple)) else [entry]
+
+
 def is_widget(typ: Any, opts: Mapping) -> bool:
     """Whether an input shows as a widget (and so has a slot in ``widgets_values``)."""
     if opts.get("forceInput"):

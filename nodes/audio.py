@@ -32,9 +32,6 @@ class SynesthesiaLoadAudio:
         files = host.input_files(MEDIA_SUFFIXES)
         return {
             "required": {
-                "file": (files or [""], {"audio_upload": True,
-                                         "tooltip": "An audio or video file in ComfyUI's input folder (upload one "
-                                                    "with the button). Ignored when 'path' or 'video' is given."}),
                 "start": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 86400.0, "step": 0.01,
                                     "tooltip": "Where to start reading, in seconds."}),
                 "duration": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 86400.0, "step": 0.01,
@@ -42,10 +39,14 @@ class SynesthesiaLoadAudio:
                 "sample_rate": ("INT", {"default": 0, "min": 0, "max": 384000, "step": 1,
                                         "tooltip": "Resample to this rate in Hz; 0 keeps the file's rate."}),
                 "mono": ("BOOLEAN", {"default": False, "tooltip": "Mix all channels down to one."}),
-            },
-            "optional": {
                 "path": ("STRING", {"default": "", "tooltip": "A path to an audio or video file anywhere on "
                                                              "disk; overrides 'file' when not empty."}),
+                # last, so that the upload button and player the frontend adds after it shift no widget values
+                "file": (files or [""], {"audio_upload": True,
+                                         "tooltip": "An audio or video file in ComfyUI's input folder (upload one "
+                                                    "with the button). Ignored when 'path' or 'video' is given."}),
+            },
+            "optional": {
                 "video": ("VIDEO", {"tooltip": "Take the audio track of this video (from Load Video or "
                                                "Create Video) instead of a file."}),
             },
@@ -70,7 +71,7 @@ class SynesthesiaLoadAudio:
         st = os.stat(p)
         return hashlib.sha256(f"{p}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
 
-    def load(self, file, start, duration, sample_rate, mono, path="", video=None):
+    def load(self, start, duration, sample_rate, mono, path, file, video=None):
         from ..core import media
 
         sr = int(sample_rate) or None

@@ -149,12 +149,13 @@ def test_load_audio_file_window_resample_mono(media_dir):
 
     node = SynesthesiaLoadAudio()
     with hostutil.headless_dirs_set(input_dir=str(media_dir)):
-        assert "tone.wav" in SynesthesiaLoadAudio.INPUT_TYPES()["required"]["file"][0]
-        assert "clip.mp4" in SynesthesiaLoadAudio.INPUT_TYPES()["required"]["file"][0]
-        audio, dur = node.load("tone.wav", start=0.5, duration=1.0, sample_rate=16000, mono=False)
+        req = SynesthesiaLoadAudio.INPUT_TYPES()["required"]
+        assert "tone.wav" in req["file"][0] and "clip.mp4" in req["file"][0]
+        assert list(req)[-1] == "file"  # the upload widgets follow it without shifting other values
+        audio, dur = node.load(start=0.5, duration=1.0, sample_rate=16000, mono=False, path="", file="tone.wav")
         assert audio["sample_rate"] == 16000 and audio["waveform"].shape == (1, 2, 16000)
         assert dur == pytest.approx(1.0)
-        mono, _ = node.load("tone.wav", start=0.0, duration=0.0, sample_rate=0, mono=True)
+        mono, _ = node.load(0.0, 0.0, 0, True, "", "tone.wav")
         assert mono["waveform"].shape == (1, 1, 44100) and mono["sample_rate"] == 22050
     # channel 0 is 440 Hz: its spectrum peaks there after resampling
     w = audio["waveform"][0, 0].numpy()
@@ -168,20 +169,20 @@ def test_load_audio_path_and_video_track(media_dir):
     from synesthesia.nodes.audio import SynesthesiaLoadAudio
 
     node = SynesthesiaLoadAudio()
-    a, _ = node.load("", 0.0, 0.0, 0, False, path=str(media_dir / "clip.mp4"))
+    a, _ = node.load(0.0, 0.0, 0, False, str(media_dir / "clip.mp4"), "")
     assert a["sample_rate"] == 16000 and abs(a["waveform"].shape[-1] - 16000) < 1100
-    v, _ = node.load("", 0.0, 0.5, 8000, True, video=FileVideo(media_dir / "clip.mp4"))
+    v, _ = node.load(0.0, 0.5, 8000, True, "", "", video=FileVideo(media_dir / "clip.mp4"))
     assert v["sample_rate"] == 8000 and v["waveform"].shape == (1, 1, 4000)
     # an in-memory VIDEO (ComfyUI's CreateVideo): windowed and resampled from its tensor
     t = torch.arange(16000) / 16000
     tone = {"waveform": torch.sin(2 * math.pi * 300 * t)[None, None].repeat(1, 2, 1), "sample_rate": 16000}
     mem = ComponentsVideo(torch.zeros(4, 8, 8, 3), 4.0, tone)
-    m, dur = node.load("", 0.25, 0.5, 8000, True, video=mem)
+    m, dur = node.load(0.25, 0.5, 8000, True, "", "", video=mem)
     assert m["waveform"].shape == (1, 1, 4000) and dur == pytest.approx(0.5)
     ref = torch.sin(2 * math.pi * 300 * (torch.arange(4000) / 8000 + 0.25))
     assert torch.allclose(m["waveform"][0, 0, 100:-100], ref[100:-100], atol=2e-3)
     with pytest.raises(Exception, match="no audio"):
-        node.load("", 0.0, 0.0, 0, False, video=ComponentsVideo(torch.zeros(2, 8, 8, 3), 4.0, None))
+        node.load(0.0, 0.0, 0, False, "", "", video=ComponentsVideo(torch.zeros(2, 8, 8, 3), 4.0, None))
     with hostutil.headless_dirs_set(input_dir=str(media_dir)):
         assert SynesthesiaLoadAudio.VALIDATE_INPUTS("tone.wav") is True
         assert "does not exist" in SynesthesiaLoadAudio.VALIDATE_INPUTS("tone.wav", path=str(media_dir / "nope.wav"))

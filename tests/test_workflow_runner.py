@@ -1,0 +1,134 @@
+"""The headless runner: the shipped workflows end to end on tiny random models (plumbing: random
+weights), the command line, overrides, validation and refusal of core nodes it cannot run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import tiny_s2v as T
+from media_fixtures import write_audio_file
+from test_nodes_models import build_models_root
+
+from synesthesia.core import workflow as W
+from synesthesia.core.errors import Cancelled, InputError
+
+ROOT = Path(__file__).resolve().parents[1]
+WF = ROOT / "workflows"
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    base = tmp_path_factory.mktemp("wf")
+    models = build_models_root(base / "models")
+    s = models / "synesthesia"
+    (s / "stylegan" / "tiny_sg2").rename(s / "stylegan" / "landscape-256")
+    from tiny_clip import make_tiny_clip
+
+    make_tiny_clip(s / "clip" / "clip-vit-base-patch32")
+    (base / "input").mkdir()
+    write_audio_file(base / "input" / "sound.wav", T.tone(1.2).numpy(), T.SR)
+    return base
+
+
+@pytest.mark.parametrize("name", ["sound_to_video", "sound_to_video_text"])
+def test_shipped_workflow_runs_end_to_end(env, tmp_path, name):
+    from synesthesia.core import media
+
+    calls = []
+    prompt = W.load_workflow(WF / f"{name}_api.json")
+    res = W.run_workflow(prompt, {"SynesthesiaLatentWalk.fps": 10.0, "SynesthesiaSoundInvert.candidates": 3},
+                         models_dir=env / "models", input_dir=env / "input", output_dir=tmp_path,
+                         callback=lambda s, t, i: calls.append((s, t, dict(i))))
+    assert res.order[-1] == "8" and len(res.files) == 1
+    video = res.files[0]
+    assert video.parent == tmp_path / "video" and video.name == "synesthesia_s2v_00001_.mp4"
+    info = media.probe(video)
+    assert info.n_frames == 12 and info.fps == pytest.approx(10.0) and (info.width, info.height) == (32, 32)
+    assert info.has_audio and info.duration == pytest.approx(1.2, abs=0.1)
+    assert res.outputs["6"][0].shape == (12, 32, 32, 3)
+    walk = [c for c in calls if c[2].get("stage") == "walk"]
+    assert walk and walk[-1][:2] == (12, 12) and walk[-1][2]["node"] == "5"
+    assert [c[2]["node"] for c in calls if c[2].get("stage") == "node"] == res.order
+    if name.endswith("_text"):
+        assert [c for c in calls if c[2].get("stage") == "prompt"][-1][:2] == (3, 3)  # K candidates scored
+
+
+def test_ui_file_runs_like_the_api_file(env, tmp_path):
+    a = W.load_workflow(WF / "sound_to_video.json")
+    assert a == json.loads((WF / "sound_to_video_api.json").read_text())
+
+
+def test_cancel_stops_the_run(env, tmp_path):
+    prompt = W.load_workflow(WF / "sound_to_video_api.json")
+
+    def cb(step, total, info):
+        if info.get("stage") == "walk":
+            raise Cancelled("user pressed cancel")
+
+    with pytest.raises(Cancelled):
+        W.run_workflow(prompt, {}, models_dir=env / "models", input_dir=env / "input", output_dir=tmp_path, callback=cb)
+    assert not list(tmp_path.rglob("*.mp4"))
+
+
+def test_cli_run_workflow(env, tmp_path, capsys):
+    from synesthesia.core.cli import main
+
+    rc = main(["-q", "run-workflow", str(WF / "sound_to_video_api.json"), "--models", str(env / "models"),
+               "--input-dir", str(env / "input"), "-o", str(tmp_path), "--set", "5.duration=0.5", "--set", "5.fps=8"])
+    assert rc == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and out[0].endswith(".mp4") and Path(out[0]).is_file()
+    rc = main(["run-workflow", str(WF / "sound_to_video_api.json"), "--set", "nonode.x=1"])
+    assert rc == 2 and "no node" in capsys.readouterr().err
+
+
+def test_validation_errors_are_reported_before_running(tmp_path):
+    base = {"1": {"class_type": "SynesthesiaStyleGANRender", "inputs": {"stylegan": ["2", 0], "latents": ["2", 0],
+                                                                       "batch_size": 0}},
+            "2": {"class_type": "CreateVideo", "inputs": {"images": ["1", 0], "fps": 500.0}}}
+    with pytest.raises(InputError) as e:
+        W.run_workflow(base, output_dir=tmp_path)
+    msg = str(e.value)
+    assert "expects SYN_STYLEGAN but node 2 output 0 is VIDEO" in msg
+    assert "batch_size' is 0, outside [1, 256]" in msg and "fps' is 500.0" in msg
+    with pytest.raises(InputError, match="cannot run ComfyUI node.*KSampler"):
+        W.run_workflow({"1": {"class_type": "KSampler", "inputs": {}}}, output_dir=tmp_path)
+    cyc = {"1": {"class_type": "CreateVideo", "inputs": {"images": ["2", 0], "fps": 1.0}},
+           "2": {"class_type": "GetVideoComponents", "inputs": {"video": ["1", 0]}}}
+    with pytest.raises(InputError, match="cycle"):
+        W.run_workflow(cyc, output_dir=tmp_path)
+    with pytest.raises(InputError, match="missing"):
+        W.run_workflow({"1": {"class_type": "SaveVideo", "inputs": {}}}, output_dir=tmp_path)
+
+
+def test_overrides_by_id_class_and_title():
+    p = {"1": {"class_type": "A", "inputs": {"x": 1}, "_meta": {"title": "Main"}}, "2": {"class_type": "A", "inputs": {}}}
+    assert W.apply_overrides(p, W.parse_overrides(["A.x=3"]))["2"]["inputs"]["x"] == 3
+    assert W.apply_overrides(p, W.parse_overrides(["Main.x=hello"]))["1"]["inputs"]["x"] == "hello"
+    assert W.apply_overrides(p, W.parse_overrides(['1.x=[1, 2]']))["1"]["inputs"]["x"] == [1, 2]
+    assert p["1"]["inputs"]["x"] == 1  # the original is untouched
+    with pytest.raises(InputError):
+        W.parse_overrides(["nodot=1"])
+
+
+def test_core_video_nodes_round_trip(tmp_path):
+    import torch
+
+    from synesthesia.core import media
+
+    t = torch.arange(8000) / 8000
+    audio = {"waveform": (0.3 * torch.sin(2 * torch.pi * 440 * t))[None, None], "sample_rate": 8000}
+    imgs = torch.rand(6, 16, 16, 3)
+    create = W.CORE_NODES["CreateVideo"]().run(imgs, 6.0, audio)[0]
+    saved = W.CORE_NODES["SaveVideo"]().run(create, "clips/x")
+    with __import__("synesthesia.core.hostutil", fromlist=["x"]).headless_dirs_set(output_dir=str(tmp_path), input_dir=str(tmp_path)):
+        saved = W.CORE_NODES["SaveVideo"]().run(create, "clips/x")
+        path = saved["ui"]["files"][0]
+        assert path == tmp_path / "clips" / "x_00001_.mp4"
+        (video,) = W.CORE_NODES["LoadVideo"]().run("clips/x_00001_.mp4")
+        images, a, fps = W.CORE_NODES["GetVideoComponents"]().run(video)
+    assert images.shape == (6, 16, 16, 3) and fps == pytest.approx(6.0) and a["sample_rate"] == 8000
+    assert media.probe(path).has_audio

@@ -1,0 +1,87 @@
+"""The shipped workflows: each UI file and its *_api.json describe the same graph, every ComfyUI
+core node matches the catalogue of a real ComfyUI 0.3.64 server, and every Synesthesia node
+matches our own INPUT_TYPES."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from synesthesia.core import workflow as W
+from synesthesia.nodes import NODE_CLASS_MAPPINGS as OURS
+
+ROOT = Path(__file__).resolve().parents[1]
+OBJECT_INFO = ROOT.parent / "shared" / "comfyui" / "object_info-0.3.64.json"
+UI_FILES = sorted(p for p in (ROOT / "workflows").glob("*.json") if not p.name.endswith("_api.json"))
+EXPECTED = {"sound_to_video", "sound_to_video_text"}
+
+
+@pytest.fixture(scope="module")
+def object_info():
+    if not OBJECT_INFO.is_file():
+        pytest.skip(f"{OBJECT_INFO} is absent (it sits in ../shared beside the checkout)")
+    return json.loads(OBJECT_INFO.read_text())
+
+
+def specs(object_info):
+    return {k: W.spec_from_object_info(v) for k, v in object_info.items()}
+
+
+def test_expected_workflows_are_shipped_in_both_formats():
+    names = {p.stem for p in UI_FILES}
+    assert EXPECTED <= names
+    for p in UI_FILES:
+        assert (p.parent / f"{p.stem}_api.json").is_file(), p
+
+
+@pytest.mark.parametrize("ui_path", UI_FILES, ids=lambda p: p.stem)
+def test_ui_and_api_describe_the_same_graph(ui_path, object_info):
+    ui = json.loads(ui_path.read_text())
+    api = json.loads((ui_path.parent / f"{ui_path.stem}_api.json").read_text())
+    assert W.ui_to_api(ui, OURS, specs(object_info)) == api
+    # links are consistent in the UI file itself: each link sits in its source's outputs and its target's inputs
+    by_id = {n["id"]: n for n in ui["nodes"]}
+    for lid, src, so, dst, di, typ in ui["links"]:
+        assert lid in by_id[src]["outputs"][so]["links"]
+        assert [i for i in by_id[dst]["inputs"] if i.get("link") == lid]
+    assert ui["last_link_id"] == max(l[0] for l in ui["links"])
+    assert ui["last_node_id"] == max(by_id)
+
+
+@pytest.mark.parametrize("api_path", sorted((ROOT / "workflows").glob("*_api.json")), ids=lambda p: p.stem)
+def test_every_node_matches_its_schema(api_path, object_info):
+    api = json.loads(api_path.read_text())
+    classes = {}
+    for nid, node in api.items():
+        ct = node["class_type"]
+        if ct in OURS:
+            spec, rtypes = OURS[ct].INPUT_TYPES(), OURS[ct].RETURN_TYPES
+        else:
+            assert ct in object_info, f"node {nid}: {ct} is neither ours nor a ComfyUI 0.3.64 core node"
+            spec, rtypes = W.spec_from_object_info(object_info[ct]), tuple(object_info[ct]["output"])
+        classes[nid] = (spec, rtypes)
+        declared = {n: (t, o) for n, t, o in W.input_order(spec)}
+        for name in (spec.get("required") or {}):
+            assert name in node["inputs"], f"node {nid} ({ct}) lacks required input {name}"
+        for name, value in node["inputs"].items():
+            assert name in declared, f"node {nid} ({ct}) has unknown input {name}"
+            typ, opts = declared[name]
+            if isinstance(value, list):
+                continue  # links are checked below
+            if typ in ("INT", "FLOAT"):
+                assert opts.get("min", value) <= value <= opts.get("max", value), (nid, name)
+            elif typ == "BOOLEAN":
+                assert isinstance(value, bool), (nid, name)
+            elif typ == "STRING":
+                assert isinstance(value, str), (nid, name)
+            elif isinstance(typ, list) and ct not in OURS and typ:
+                assert value in typ, (nid, name, value)
+    for nid, node in api.items():
+        declared = {n: t for n, t, _ in W.input_order(classes[nid][0])}
+        for name, value in node["inputs"].items():
+            if isinstance(value, list):
+                src, out = value
+                rtype = classes[src][1][out]
+                assert W._types_match(rtype, declared[name]), f"node {nid}.{name}: {rtype} into {declared[name]}"
