@@ -19,6 +19,7 @@ from .errors import SynesthesiaError
 COMMAND_MODULES = (
     "basic",  # info, models, download
     "convert",  # convert foreign checkpoints to safetensors + config.json
+    "s2v",  # animate, train-s2v, eval-s2v: sound -> video
     "worker",  # JSON-lines worker for the Blender add-on
     "workflow",  # run-workflow: ComfyUI workflows without ComfyUI
 )

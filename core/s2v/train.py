@@ -1,0 +1,467 @@
+"""Training of the sound-to-video models (Lee et al., ECCV 2022, sec. 3.1-3.3, eq. 2-3 and 7-9;
+the audio encoder's InfoNCE of Lee et al., CVPR 2022).
+
+The generator and CLIP stay frozen. Per step and clip (T frames, the aligned mel segments, a
+label):
+
+- the audio encoder codes each frame's segment, a_t; its InfoNCE loss pulls the clip's mean code
+  towards the CLIP embeddings of the real frames and of the label text (CVPR 2022);
+- a start latent w = mapping(z) (truncated) is inverted with the sound, ŵ_0 = E_a(x_a) + w (eq. 1),
+  and the walker (eq. 4-5) rolls it out over the T frames fed with a_{t-1};
+- eq. 2: 1 − cos(CLIP_img(G(ŵ_t)), a_t) (audio ↔ image) and 1 − cos(a_t, CLIP_txt(label))
+  (audio ↔ text); a_t is a fixed target in the image term, so the encoder learns only from
+  InfoNCE and the text term;
+- eq. 3: λ_b ‖ŵ_0 − w̄‖² with w̄ the start latent (``latent_anchor="start"``, the seed code) or
+  the generator's mean latent (``"mean"``), plus the same term over the walked latents
+  (``lambda_walk``, the seed's per-step L2);
+- eq. 7-9: image and video PatchGAN discriminators against the real frames/clips (LSGAN by
+  default, as the seed).
+
+Every weight is a :class:`TrainConfig` field. The loop runs under ``accelerate`` (one process or
+``accelerate launch`` over GPUs/nodes; CPU processes use gloo), writes a JSON-lines log of every
+loss, saves resumable checkpoints (``checkpoint-<step>/``) and, at each checkpoint, the model
+folders ``audio_encoder/``, ``inversion_encoder/``, ``walker/`` that ``animate`` loads.
+
+Data (:class:`ClipDataset`): a folder ``root/<label>/<clip>.mp4`` (the Landscape / Sub-URMP
+layouts: one folder per class, the sound in the video or in a same-named ``.wav``/``.flac``
+beside it), or a CSV with columns ``video``, ``label`` and optionally ``audio``.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import logging
+import math
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import InputError
+from . import audio_encoder as ae
+from . import discriminators as disc
+from . import inversion_encoder as inv
+from . import walker as wk
+
+log = logging.getLogger(__name__)
+
+VIDEO_EXTS = (".mp4", ".mov", ".mkv", ".webm", ".avi")
+AUDIO_EXTS = (".wav", ".flac", ".mp3", ".ogg", ".m4a")
+LOG_NAME = "train_log.jsonl"
+CONFIG_NAME = "train_config.json"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 40000  # optimisation steps
+    batch_size: int = 4  # clips per process and step
+    clip_frames: int = 6  # frames per training clip (seed: 6)
+    fps: float = 3.0  # frame rate training clips are sampled at (seed: 6 frames over 2 s)
+    image_size: int = 256  # frames (real and generated) are compared at this size
+    truncation: float = 0.7  # ψ of the sampled start latents (seed: 0.7)
+    lr: float = 1e-4  # walker learning rate (seed: 1e-4, AdamW)
+    lr_inversion: float = 5e-4  # sound inversion encoder (seed: 5 x lr)
+    lr_audio: float = 1e-4  # audio encoder
+    lr_disc: float = 1e-4  # both discriminators (seed: 1e-4)
+    betas: tuple = (0.5, 0.999)  # Adam(W) betas
+    weight_decay: float = 0.01  # AdamW weight decay
+    lambda_clip_image: float = 1.0  # eq. 2, audio <-> generated image cosine
+    lambda_clip_text: float = 1.0  # eq. 2, audio <-> label text cosine
+    lambda_latent: float = 1.0  # eq. 3 λ_b on ŵ_0 (seed reg_loss weight 1)
+    lambda_walk: float = 1.0  # eq. 3 over the walked latents (seed l2_loss weight 1)
+    lambda_adv_image: float = 1.0  # eq. 9 image term
+    lambda_adv_video: float = 1.0  # eq. 9 video term
+    lambda_nce: float = 1.0  # audio encoder InfoNCE (CVPR 2022)
+    gan_loss: str = "lsgan"  # "lsgan" (seed), "logistic" or "hinge"
+    latent_anchor: str = "start"  # w̄ of eq. 3: "start" (the sampled w, seed) or "mean"
+    train_audio_encoder: bool = True  # False: keep a given audio encoder frozen
+    grad_clip: float = 1.0  # max gradient norm per optimiser (0 = off)
+    checkpoint_every: int = 500  # steps between checkpoints
+    keep_checkpoints: int = 2  # newest checkpoints kept
+    log_every: int = 1  # steps between log lines
+    num_workers: int = 0  # DataLoader workers
+    seed: int = 0  # base random seed (each process adds its rank)
+    audio_encoder: ae.AudioEncoderConfig = ae.DEFAULT  # audio encoder architecture
+    inversion: inv.InversionEncoderConfig = inv.DEFAULT  # E_a architecture
+    walker: wk.WalkerConfig = wk.DEFAULT  # E_RNN architecture
+    image_disc: disc.ImageDiscriminatorConfig = disc.ImageDiscriminatorConfig()  # D_img
+    video_disc: disc.VideoDiscriminatorConfig = disc.VideoDiscriminatorConfig()  # D_vid
+
+
+PAPER = TrainConfig(audio_encoder=ae.SEED_RESNET18, inversion=inv.SEED_PSP, walker=wk.DEFAULT)
+SEED = TrainConfig(audio_encoder=ae.SEED_RESNET18, inversion=inv.SEED_PSP_TRANSFORMER, walker=wk.SEED,
+                   video_disc=disc.VideoDiscriminatorConfig(kernel_t=1, out_channels=256), batch_size=1,
+                   lambda_clip_text=0.0, lambda_nce=0.0, train_audio_encoder=False)
+LIGHT = TrainConfig()
+PRESETS = {"paper": PAPER, "seed": SEED, "light": LIGHT}
+
+_NESTED = {"audio_encoder": ae.AudioEncoderConfig, "inversion": inv.InversionEncoderConfig,
+           "walker": wk.WalkerConfig, "image_disc": disc.ImageDiscriminatorConfig,
+           "video_disc": disc.VideoDiscriminatorConfig}
+
+
+def config_to_json(cfg: TrainConfig) -> dict:
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def config_from_json(data: dict, base: TrainConfig = LIGHT) -> TrainConfig:
+    """Build a TrainConfig from a (partial) dict over ``base``; nested configs may be partial too."""
+    from ..serialization import config_from_dict
+
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise InputError(f"unknown train-s2v config keys {unknown}: see TrainConfig in core/s2v/train.py")
+    kw = {}
+    for k, v in data.items():
+        if k in _NESTED:
+            merged = {**dataclasses.asdict(getattr(base, k)), **v}
+            kw[k] = config_from_dict(_NESTED[k], merged)
+        else:
+            kw[k] = tuple(v) if isinstance(v, list) else v
+    return dataclasses.replace(base, **kw)
+
+
+# ----------------------------------------------------------------------------------------------
+# Data
+
+
+def frame_centres(n_frames: int, fps: float, offset_s: float, hop: int, sr: int) -> torch.Tensor:
+    """Mel frame index of the centre of each frame's time span, [t_k, t_k + 1/fps), t_k = offset + k/fps.
+
+    The pipeline uses the same rule with offset 0, so training and inference segments align.
+    """
+    t = offset_s + (torch.arange(n_frames, dtype=torch.float64) + 0.5) / fps
+    return torch.round(t * sr / hop).long()
+
+
+def _label_text(label: str) -> str:
+    return " ".join(label.replace("_", " ").replace("-", " ").split())
+
+
+def scan_clips(data) -> list:
+    """[(video, audio or None, label)] from a folder of label folders or a CSV file."""
+    data = Path(data)
+    if not data.exists():
+        raise FileNotFoundError(f"training data {data} does not exist: give a folder of <label>/<clip>.mp4 or a CSV")
+    items = []
+    if data.is_file():
+        with open(data, newline="") as f:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames or "video" not in reader.fieldnames or "label" not in reader.fieldnames:
+                raise InputError(f"{data}: the CSV needs columns video,label (and optionally audio)")
+            for row in reader:
+                v = (data.parent / row["video"]).resolve()
+                a = row.get("audio") or None
+                items.append((v, (data.parent / a).resolve() if a else None, row["label"]))
+    else:
+        for sub in sorted(p for p in data.iterdir() if p.is_dir()):
+            for v in sorted(sub.iterdir()):
+                if v.suffix.lower() in VIDEO_EXTS:
+                    a = next((v.with_suffix(e) for e in AUDIO_EXTS if v.with_suffix(e).is_file()), None)
+                    items.append((v, a, sub.name))
+    if not items:
+        raise InputError(f"no clips found in {data}: expected <label>/<clip>.mp4 folders or a CSV with video,label")
+    return items
+
+
+class ClipDataset(torch.utils.data.Dataset):
+    """(video (T, 3, S, S) in [-1, 1], inversion mel (n_mels, L), segment mels (T, n_mels, L_a), label)."""
+
+    def __init__(self, data, cfg: TrainConfig, seed: int = 0):
+        self.items = scan_clips(data)
+        self.cfg = cfg
+        self.seed = seed
+        self.epoch = 0
+        self.aud_front = ae.MelFrontEnd.from_config(cfg.audio_encoder)
+        self.inv_front = ae.MelFrontEnd.from_config(cfg.inversion)
+
+    def __len__(self):
+        return len(self.items)
+
+    def _mel(self, front, wave, sr):
+        from .pipeline import power_mel_chunked, resample
+
+        return front.normalise(power_mel_chunked(front, resample(wave, sr, front.sample_rate)[0])[None])[0]
+
+    def __getitem__(self, idx):
+        from .. import media
+
+        cfg = self.cfg
+        video, audio_path, label = self.items[idx]
+        rng = random.Random(hash((self.seed, self.epoch, idx)) & 0xFFFFFFFF)
+        info = media.probe(video)
+        clip_s = cfg.clip_frames / cfg.fps
+        start = rng.uniform(0.0, max(0.0, info.duration - clip_s - 1e-3))
+        frames, _ = media.read_frames(video, fps=cfg.fps, size=cfg.image_size, start=start, duration=clip_s)
+        if frames.shape[0] == 0:
+            raise InputError(f"{video}: no frames at {start:.2f}s: is the clip shorter than {clip_s:.2f}s?")
+        frames = frames[: cfg.clip_frames]
+        if frames.shape[0] < cfg.clip_frames:  # repeat the last frame of a short clip
+            frames = torch.cat([frames, frames[-1:].expand(cfg.clip_frames - frames.shape[0], -1, -1, -1)])
+        x = frames.permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (T, 3, h, w)
+        h, w = x.shape[-2:]
+        s = min(h, w)
+        x = x[..., (h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+        x = F.interpolate(x, size=(cfg.image_size, cfg.image_size), mode="bilinear", antialias=True,
+                          align_corners=False)
+        # audio: the clip span plus half a segment of context either side, zero padded at the edges
+        sr = cfg.audio_encoder.sample_rate
+        ctx = cfg.audio_encoder.segment_seconds / 2 + 0.05
+        inv_s = cfg.inversion.segment_frames * cfg.inversion.hop_length / cfg.inversion.sample_rate
+        a0 = max(0.0, start - ctx)
+        wave, _ = media.read_audio(audio_path or video, sample_rate=sr, mono=True, start=a0,
+                                   duration=max(clip_s, inv_s) + 2 * ctx)
+        lead = int(round((start - ctx - a0) * -sr)) if start - ctx < 0 else 0
+        wave = F.pad(wave, (lead, 0))
+        off = start - (a0 - lead / sr)  # clip start, seconds into `wave`
+        mel_a = self._mel(self.aud_front, wave, sr)
+        centres = frame_centres(cfg.clip_frames, cfg.fps, off, cfg.audio_encoder.hop_length, sr)
+        segs = ae.segment_mel(mel_a, centres, cfg.audio_encoder.segment_frames)
+        mel_i = self._mel(self.inv_front, wave, sr)
+        L = cfg.inversion.segment_frames
+        i0 = int(round(off * cfg.inversion.sample_rate / cfg.inversion.hop_length))
+        x_inv = ae.segment_mel(mel_i, torch.tensor([i0 + L // 2]), L)[0]
+        return x, x_inv, segs, _label_text(label)
+
+
+# ----------------------------------------------------------------------------------------------
+# Models and checkpoints
+
+
+def fit_configs(cfg: TrainConfig, n_latent: int, w_dim: int, clip_dim: int) -> TrainConfig:
+    """Size the model configs to the generator's W+ and the CLIP embedding."""
+    a = dataclasses.replace(cfg.audio_encoder, embed_dim=clip_dim)
+    i = dataclasses.replace(cfg.inversion, n_latent=n_latent, w_dim=w_dim)
+    w = dataclasses.replace(cfg.walker, n_latent=n_latent, w_dim=w_dim,
+                            audio_dim=clip_dim if cfg.walker.audio_dim else 0)
+    return dataclasses.replace(cfg, audio_encoder=a, inversion=i, walker=w)
+
+
+def _checkpoints(out: Path) -> list:
+    return sorted((p for p in out.glob("checkpoint-*") if p.is_dir() and (p / "state.pt").is_file()),
+                  key=lambda p: int(p.name.split("-")[1]))
+
+
+def save_models(out: Path, models: dict) -> None:
+    ae.save_audio_encoder(models["audio_encoder"], out / "audio_encoder")
+    inv.save_inversion_encoder(models["inversion"], out / "inversion_encoder")
+    wk.save_walker(models["walker"], out / "walker")
+
+
+def train(data, output, generator_path, clip_path, config: TrainConfig = LIGHT, resume: bool = False,
+          audio_encoder_path=None, callback=None) -> dict:
+    """Train (or resume) in the current process group; returns the last logged losses.
+
+    Launch with ``accelerate launch ... synesthesia train-s2v`` for several processes; a plain
+    call runs one process. ``callback(step, steps, losses)`` runs on the main process.
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    from ..clip import load_clip
+    from ..fsutil import atomic_path
+    from ..safeload import load_pickle_checkpoint
+    from .generator import load_generator
+
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    acc = Accelerator(kwargs_handlers=[ddp], cpu=not torch.cuda.is_available())
+    dev = acc.device
+    out = Path(output)
+    if acc.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed + acc.process_index)
+
+    G = load_generator(generator_path, device=dev).eval().requires_grad_(False)
+    clip = load_clip(clip_path, device=dev)
+    if config.lambda_clip_text > 0 or config.lambda_nce > 0:
+        if not clip.has_text:
+            raise InputError(f"CLIP {clip_path} has no text tower: the text terms need a full CLIP folder, "
+                             "or set lambda_clip_text=0 and lambda_nce=0")
+    cfg = fit_configs(config, G.n_latent, G.w_dim, clip.dim)
+    audio_enc = ae.AudioEncoder(cfg.audio_encoder)
+    if audio_encoder_path is not None:
+        pre = ae.load_audio_encoder(audio_encoder_path)
+        if pre.config.embed_dim != clip.dim:
+            raise InputError(f"{audio_encoder_path} embeds to {pre.config.embed_dim} dims, CLIP to {clip.dim}")
+        audio_enc = ae.AudioEncoder(pre.config)
+        audio_enc.load_state_dict(pre.state_dict())
+        cfg = dataclasses.replace(cfg, audio_encoder=pre.config)
+    inversion = inv.InversionEncoder(cfg.inversion)
+    walker = wk.LatentWalker(cfg.walker)
+    d_img = disc.ImageDiscriminator(cfg.image_disc)
+    d_vid = disc.VideoDiscriminator(cfg.video_disc)
+    train_audio = cfg.train_audio_encoder and (cfg.lambda_nce > 0 or cfg.lambda_clip_text > 0)
+    audio_enc.requires_grad_(train_audio)
+
+    kw = dict(betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    opt_g = torch.optim.AdamW([{"params": walker.parameters(), "lr": cfg.lr},
+                               {"params": inversion.parameters(), "lr": cfg.lr_inversion}], **kw)
+    opt_a = torch.optim.AdamW(audio_enc.parameters(), lr=cfg.lr_audio, **kw) if train_audio else None
+    opt_d = torch.optim.AdamW(list(d_img.parameters()) + list(d_vid.parameters()), lr=cfg.lr_disc, **kw)
+
+    dataset = ClipDataset(data, cfg, seed=cfg.seed)
+    if len(dataset) < cfg.batch_size * acc.num_processes:
+        raise InputError(f"{data} has {len(dataset)} clips, fewer than batch_size x processes = "
+                         f"{cfg.batch_size * acc.num_processes}: lower --batch-size")
+    loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
+                                         num_workers=cfg.num_workers)
+    modules = [audio_enc, inversion, walker, d_img, d_vid]
+    audio_enc, inversion, walker, d_img, d_vid, opt_g, opt_d, loader = acc.prepare(
+        audio_enc, inversion, walker, d_img, d_vid, opt_g, opt_d, loader)
+    if opt_a is not None:
+        opt_a = acc.prepare(opt_a)
+
+    step = 0
+    if resume:
+        cks = _checkpoints(out)
+        if cks:
+            ck = cks[-1]
+            st = load_pickle_checkpoint(ck / "state.pt")
+            for m, k in zip(modules, ("audio_encoder", "inversion", "walker", "d_img", "d_vid")):
+                m.load_state_dict(st["models"][k])
+            opt_g.load_state_dict(st["optim"]["g"])
+            opt_d.load_state_dict(st["optim"]["d"])
+            if opt_a is not None and st["optim"].get("a") is not None:
+                opt_a.load_state_dict(st["optim"]["a"])
+            step = int(st["step"])
+            if acc.is_main_process:
+                log.info("resumed from %s at step %d", ck, step)
+        elif acc.is_main_process:
+            log.info("no checkpoint in %s: starting from scratch", out)
+    if acc.is_main_process:
+        (out / CONFIG_NAME).write_text(json.dumps(config_to_json(cfg), indent=2))
+
+    w_mean = G.mean_latent.to(dev).float()
+    text_cache: dict = {}
+
+    def text_embeds(labels):
+        missing = [t for t in set(labels) if t not in text_cache]
+        if missing:
+            with torch.no_grad():
+                e = F.normalize(clip.encode_text(missing).float(), dim=-1)
+            text_cache.update(zip(missing, e))
+        return torch.stack([text_cache[t] for t in labels])
+
+    def clip_images(x):  # x in [-1, 1] -> normalised CLIP embeddings (grad flows to x)
+        return F.normalize(clip.encode_images((x.clamp(-1, 1) + 1) / 2).float(), dim=-1)
+
+    last = {}
+    epoch = 0
+    logf = out / LOG_NAME
+    while step < cfg.steps:
+        dataset.epoch = epoch
+        for video, x_inv, segs, labels in loader:
+            if step >= cfg.steps:
+                break
+            video, x_inv, segs = video.to(dev), x_inv.to(dev), segs.to(dev)
+            B, T = video.shape[:2]
+            labels = list(labels)
+            losses = {}
+
+            # audio codes of each frame's segment; InfoNCE against real frames and label text
+            codes = audio_enc(segs.flatten(0, 1)).view(B, T, -1)  # (B, T, D)
+            with torch.no_grad():
+                real_emb = clip_images(video.flatten(0, 1)).view(B, T, -1)
+            txt = text_embeds(labels) if (cfg.lambda_clip_text > 0 or cfg.lambda_nce > 0) else None
+            a_n = F.normalize(codes, dim=-1)
+            loss_a = torch.zeros((), device=dev)
+            if cfg.lambda_nce > 0 and B > 1:
+                scale = acc.unwrap_model(audio_enc).logit_scale
+                losses["nce"] = ae.contrastive_loss(codes.mean(1), real_emb.mean(1), txt, scale)
+                loss_a = loss_a + cfg.lambda_nce * losses["nce"]
+            if cfg.lambda_clip_text > 0:
+                losses["clip_text"] = (1 - (a_n * txt[:, None]).sum(-1)).mean()  # eq. 2, audio <-> text
+                loss_a = loss_a + cfg.lambda_clip_text * losses["clip_text"]
+
+            # start latent, sound inversion (eq. 1), walk (eq. 4-5), render
+            with torch.no_grad():
+                z = torch.randn(B, G.z_dim, device=dev)
+                w = G.mapping(z, truncation=cfg.truncation).float()[:, None].expand(-1, G.n_latent, -1)
+            w_hat = inversion(x_inv) + w  # eq. 1
+            state = acc.unwrap_model(walker).init_state(w_hat)
+            lat, _ = walker(codes.detach() if cfg.walker.audio_dim else None, state, n_frames=T)  # (B, T, n, d)
+            fake = G.synthesis(lat.flatten(0, 1), noise_mode="const").float()
+            if fake.shape[-1] != cfg.image_size:
+                fake = F.interpolate(fake, size=(cfg.image_size, cfg.image_size), mode="bilinear",
+                                     antialias=True, align_corners=False)
+            fake_clip = fake.view(B, T, 3, cfg.image_size, cfg.image_size)
+
+            # discriminators (eq. 7-9): real and fake in one forward each, for DDP
+            real_v = video.permute(0, 2, 1, 3, 4)  # (B, 3, T, S, S)
+            fake_v = fake_clip.detach().permute(0, 2, 1, 3, 4)
+            sc_i = d_img(torch.cat([video.flatten(0, 1), fake.detach()]))
+            sc_v = d_vid(torch.cat([real_v, fake_v]))
+            n_i, n_v = B * T, B
+            loss_d = cfg.lambda_adv_image * disc.d_loss(sc_i[:n_i], sc_i[n_i:], cfg.gan_loss) + \
+                cfg.lambda_adv_video * disc.d_loss(sc_v[:n_v], sc_v[n_v:], cfg.gan_loss)
+            opt_d.zero_grad(set_to_none=True)
+            acc.backward(loss_d)
+            if cfg.grad_clip:
+                acc.clip_grad_norm_(list(d_img.parameters()) + list(d_vid.parameters()), cfg.grad_clip)
+            opt_d.step()
+            losses["d"] = loss_d
+
+            # generator side: eq. 2 (image), eq. 3, eq. 9
+            fake_emb = clip_images(fake).view(B, T, -1)
+            losses["clip_image"] = (1 - (fake_emb * a_n.detach()).sum(-1)).mean()  # eq. 2, audio <-> image
+            anchor = w if cfg.latent_anchor == "start" else w_mean[None, None].expand_as(w)
+            losses["latent"] = (w_hat - anchor).square().mean()  # eq. 3
+            losses["walk"] = (lat - anchor[:, None]).square().mean()
+            losses["adv_image"] = disc.g_loss(d_img(fake), cfg.gan_loss)
+            losses["adv_video"] = disc.g_loss(d_vid(fake_clip.permute(0, 2, 1, 3, 4)), cfg.gan_loss)
+            loss_g = (cfg.lambda_clip_image * losses["clip_image"] + cfg.lambda_latent * losses["latent"]
+                      + cfg.lambda_walk * losses["walk"] + cfg.lambda_adv_image * losses["adv_image"]
+                      + cfg.lambda_adv_video * losses["adv_video"])
+            opt_g.zero_grad(set_to_none=True)
+            if opt_a is not None:
+                opt_a.zero_grad(set_to_none=True)
+            acc.backward(loss_g + loss_a)
+            if cfg.grad_clip:
+                acc.clip_grad_norm_(list(walker.parameters()) + list(inversion.parameters()), cfg.grad_clip)
+                if opt_a is not None:
+                    acc.clip_grad_norm_(list(audio_enc.parameters()), cfg.grad_clip)
+            opt_g.step()
+            if opt_a is not None:
+                opt_a.step()
+            losses["g"] = loss_g
+            step += 1
+
+            vals = {k: float(acc.reduce(v.detach().float().reshape(1), reduction="mean")) for k, v in sorted(losses.items())}
+            last = vals
+            if acc.is_main_process and (step % cfg.log_every == 0 or step == cfg.steps):
+                with open(logf, "a") as f:
+                    f.write(json.dumps({"step": step, "epoch": epoch, **vals}) + "\n")
+                if callback is not None:
+                    callback(step, cfg.steps, vals)
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                _save_checkpoint(acc, out, step, modules, opt_g, opt_d, opt_a, cfg, atomic_path)
+        epoch += 1
+    acc.wait_for_everyone()
+    return last
+
+
+def _save_checkpoint(acc, out: Path, step: int, modules, opt_g, opt_d, opt_a, cfg, atomic_path) -> None:
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        models = dict(zip(("audio_encoder", "inversion", "walker", "d_img", "d_vid"), modules))
+        ck = out / f"checkpoint-{step}"
+        ck.mkdir(parents=True, exist_ok=True)
+        state = {"step": step,
+                 "models": {k: {n: t.detach().cpu() for n, t in m.state_dict().items()} for k, m in models.items()},
+                 "optim": {"g": opt_g.state_dict(), "d": opt_d.state_dict(),
+                           "a": opt_a.state_dict() if opt_a is not None else None}}
+        with atomic_path(ck / "state.pt") as tmp:
+            torch.save(state, tmp)
+        save_models(out, models)
+        for old in _checkpoints(out)[:-max(1, cfg.keep_checkpoints)]:
+            import shutil
+
+            shutil.rmtree(old, ignore_errors=True)
+    acc.wait_for_everyone()
