@@ -42,3 +42,37 @@ def make_tiny_vta(seed: int = 0, **changes):
             for p in model.object_layers.parameters():
                 p.normal_(0, 0.2)
     return model
+
+
+# 16 kHz, hop 160 (AudioLDM's mel) with 16 mel bands so the tiny latents (4 bins) decode to it.
+def tiny_mel_config():
+    from synesthesia.core.mel import AUDIOLDM_16K, replace
+
+    return replace(AUDIOLDM_16K, n_mels=16, n_fft=256, win_length=256)
+
+
+def make_tiny_vae(seed: int = 0):
+    """A random tiny AudioLDM-layout mel VAE: 8 latent channels, x4 down-sampling."""
+    import torch
+
+    from synesthesia.core.v2a.vae import MelVAE, MelVAEConfig
+
+    torch.manual_seed(seed)
+    return MelVAE(MelVAEConfig(block_out_channels=(8, 8, 8), layers_per_block=1, norm_num_groups=4)).eval().requires_grad_(False)
+
+
+def make_tiny_pipeline(tmp_path, seed: int = 0, grounder=None, **changes):
+    """Tiny CLIP (HF folder through core.clip) + tiny denoiser + tiny VAE + Griffin-Lim.
+    Random weights: the audio it makes is noise, so anything checked with it is plumbing."""
+    from tiny_clip import make_tiny_clip
+
+    from synesthesia.core.clip import load_clip
+    from synesthesia.core.v2a.pipeline import VideoToAudioPipeline
+    from synesthesia.core.v2a.vocoder import GriffinLimVocoder
+
+    folder = tmp_path / "clip"
+    if not folder.exists():
+        make_tiny_clip(folder, seed=seed)
+    clip = load_clip(folder)
+    vocoder = GriffinLimVocoder(tiny_mel_config(), n_iter=2)
+    return VideoToAudioPipeline(make_tiny_vta(seed, **changes), clip, make_tiny_vae(seed), vocoder, grounder)

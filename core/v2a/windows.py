@@ -4,7 +4,8 @@ The denoiser was trained on windows of ``latent_time`` latent frames (10.24 s). 
 covered by windows of that size that overlap by ``overlap`` latent frames; the last window is
 aligned to the end. At EVERY denoising step each window is predicted with its own slice of the
 conditioning frames, and the predictions are averaged where windows overlap (Bar-Tal et al.,
-MultiDiffusion, 2023, eq. 5 with uniform weights). All supported schedulers step affinely in the
+MultiDiffusion, 2023, eq. 5), each window weighted by a linear ramp across its overlaps so that
+neighbours that disagree hand over gradually. All supported schedulers step affinely in the
 model output, so averaging predictions equals averaging the per-window updates; the scheduler
 then steps the whole latent once, so the overlapping latent frames are identical for all
 windows. Memory is bounded by ``window_batch`` windows per UNet call (x2 for guidance).
@@ -82,14 +83,31 @@ def stack_windows(embeds: torch.Tensor, slices: list[slice]) -> tuple[torch.Tens
     return out, mask
 
 
+def window_weights(plan: WindowPlan) -> list[torch.Tensor]:
+    """Per-window averaging weights (window,): 1 inside, a linear ramp over each overlap with a
+    neighbour, so that neighbours hand over gradually instead of with a step at the overlap's edge."""
+    out = []
+    i = torch.arange(plan.window, dtype=torch.float32) + 0.5
+    for k, s in enumerate(plan.starts):
+        w = torch.ones(plan.window)
+        if k > 0:
+            w = w * (i / (plan.starts[k - 1] + plan.window - s)).clamp(max=1)
+        if k < plan.n - 1:
+            w = w * ((plan.window - i) / (s + plan.window - plan.starts[k + 1])).clamp(max=1)
+        out.append(w)
+    return out
+
+
 def multidiffusion_predictor(model: VTALDM, plan: WindowPlan, cond: Conditions, guidance: float,
                              negative: Optional[Conditions] = None, window_batch: int = 4, batched: bool = True):
-    """``predict(z (1, C, total, F), t)``: per-window guided predictions averaged over overlaps."""
+    """``predict(z (1, C, total, F), t)``: per-window guided predictions, averaged over overlaps
+    with the weights of :func:`window_weights` (MultiDiffusion's per-step least-squares blend)."""
     if window_batch < 1:
         raise InputError(f"window batch must be at least 1, got {window_batch}")
-    count = torch.zeros(plan.total)
-    for s in plan.starts:
-        count[s : s + plan.window] += 1
+    weights = window_weights(plan)
+    norm = torch.zeros(plan.total)
+    for s, w in zip(plan.starts, weights):
+        norm[s : s + plan.window] += w
     chunks = [list(range(i, min(i + window_batch, plan.n))) for i in range(0, plan.n, window_batch)]
     predictors = [guided_predictor(model, cond.index(slice(c[0], c[-1] + 1)), guidance,
                                    None if negative is None else negative.index(slice(c[0], c[-1] + 1)), batched)
@@ -101,8 +119,8 @@ def multidiffusion_predictor(model: VTALDM, plan: WindowPlan, cond: Conditions, 
             zs = torch.cat([z[..., plan.starts[i] : plan.starts[i] + plan.window, :] for i in idx])
             out = pred(zs, t)
             for j, i in enumerate(idx):
-                acc[..., plan.starts[i] : plan.starts[i] + plan.window, :] += out[j : j + 1]
-        return acc / count.to(acc)[:, None]
+                acc[..., plan.starts[i] : plan.starts[i] + plan.window, :] += out[j : j + 1] * weights[i].to(out)[:, None]
+        return acc / norm.to(acc)[:, None]
 
     return predict
 
