@@ -193,3 +193,24 @@ def test_presets_are_frozen():
 def test_bad_input_raises_input_error(make):
     with pytest.raises(InputError):
         make()
+
+
+def test_audioldm_preset_matches_tacotron_stft_formulation():
+    """AudioLDM's TacotronSTFT, re-derived here (not copied): reflect-pad n_fft/2, conv1d with a
+    windowed float32 Fourier basis at stride hop, magnitude, librosa.filters.mel, log(clamp 1e-5)."""
+    import librosa
+
+    cfg = mel.AUDIOLDM_16K
+    x = torch.rand(2, 16000) * 1.6 - 0.8
+    fourier = np.fft.fft(np.eye(cfg.n_fft))[: cfg.n_freq]
+    window = torch.hann_window(cfg.win_length, periodic=True).numpy()  # scipy get_window(fftbins=True)
+    basis = torch.tensor(np.vstack([fourier.real, fourier.imag]) * window, dtype=torch.float32)[:, None, :]
+    padded = torch.nn.functional.pad(x[:, None, None], (cfg.n_fft // 2, cfg.n_fft // 2, 0, 0), mode="reflect")[:, 0]
+    out = torch.nn.functional.conv1d(padded, basis, stride=cfg.hop_length)
+    mag = torch.sqrt(out[:, : cfg.n_freq] ** 2 + out[:, cfg.n_freq:] ** 2)
+    fb = torch.tensor(librosa.filters.mel(sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels, fmin=0, fmax=8000))
+    expected = torch.log(torch.clamp(fb @ mag, min=1e-5))
+    ours = mel.log_mel(x, cfg)
+    assert ours.shape == expected.shape == (2, 64, 101)
+    assert torch.allclose(ours, expected, atol=1e-4)
+    np.testing.assert_allclose(mel.mel_filterbank(cfg).numpy(), fb.numpy().T, rtol=1e-5, atol=1e-8)
