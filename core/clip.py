@@ -141,11 +141,17 @@ class ClipEncoder:
         return self
 
     # -- images ------------------------------------------------------------------------------
-    def preprocess(self, images):
-        """(B, 3, H, W) in [0, 1] -> (B, 3, S, S) normalised CLIP input (float32, on ``images.device``)."""
+    def preprocess(self, images, normalize: bool = True):
+        """(B, 3, H, W) in [0, 1] -> (B, 3, S, S) CLIP input (float32, on ``images.device``).
+
+        ``normalize=False`` skips CLIP's mean/std, as VTA-LDM's frame loader does (its ``Normalize`` is
+        commented out), so its checkpoint sees the inputs it was trained on.
+        """
         x = images.float()
         x = resize_short_side(x, self.preprocess_config.resize).clamp(0.0, 1.0)  # PIL clips the bicubic overshoot
         x = center_crop(x, self.preprocess_config.crop)
+        if not normalize:
+            return x
         return (x - self._mean.to(x.device)) / self._std.to(x.device)
 
     def encode_pixels(self, pixel_values):
@@ -153,10 +159,11 @@ class ClipEncoder:
         out = self.vision_model(pixel_values=pixel_values.to(self.device, self.dtype))
         return self.visual_projection(out.pooler_output)
 
-    def encode_images(self, images, batch_size: int = 64):
+    def encode_images(self, images, batch_size: int = 64, normalize: bool = True):
         """(B, 3, H, W) float in [0, 1] -> (B, D) projected ``image_embeds`` (not normalised).
 
         Gradients flow to ``images`` unless the caller runs under ``torch.no_grad()``.
+        ``normalize``: apply CLIP's mean/std (False reproduces VTA-LDM's inputs, see :meth:`preprocess`).
         """
         import torch
 
@@ -168,7 +175,7 @@ class ClipEncoder:
         outs = []
         for i in range(0, images.shape[0], max(1, int(batch_size))):
             chunk = images[i:i + batch_size].to(self.device)
-            outs.append(self.encode_pixels(self.preprocess(chunk)))
+            outs.append(self.encode_pixels(self.preprocess(chunk, normalize)))
         return torch.cat(outs, 0)
 
     # -- text --------------------------------------------------------------------------------

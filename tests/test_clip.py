@@ -96,6 +96,20 @@ def test_batching_and_gradients(full_clip):
     assert all(not p.requires_grad for p in enc.vision_model.parameters())
 
 
+def test_unnormalised_input_for_vta_ldm(full_clip):
+    """VTA-LDM feeds CLIP resized/cropped [0, 1] pixels without mean/std (its Normalize is commented out)."""
+    _, model, enc = full_clip
+    x = _smooth_images(2, 48, 40, seed=5)
+    raw = enc.preprocess(x, normalize=False)
+    assert raw.shape == (2, 3, 32, 32) and 0.0 <= raw.min() and raw.max() <= 1.0
+    torch.testing.assert_close(enc.preprocess(x), (raw - enc._mean) / enc._std)
+    with torch.no_grad():
+        got = enc.encode_images(x, normalize=False)
+        ref = model.get_image_features(pixel_values=raw).pooler_output
+    torch.testing.assert_close(got, ref)
+    assert not torch.allclose(got, enc.encode_images(x).detach(), atol=1e-3)
+
+
 def test_cached_per_path_dtype(full_clip):
     folder, _, enc = full_clip
     assert load_clip(folder) is enc
