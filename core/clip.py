@@ -9,8 +9,8 @@ One loader for the CLIP files users keep:
   ``.index.json``) or ``pytorch_model.bin`` read through :mod:`.safeload`;
 * a ComfyUI ``models/clip_vision`` single file: HF-keyed ``vision_model.*`` +
   ``visual_projection.weight`` (or the OpenAI ``visual.*`` layout, converted by the same key map
-  ComfyUI uses). The vision config is read from the tensor shapes (hidden size, layers, heads =
-  hidden/64, patch size, image size from the position embeddings, projection and MLP widths).
+  ComfyUI uses). The vision config is read from the tensor shapes (hidden size, layers, heads
+  (hidden/64, or 16 for the wide open_clip towers), patch size, image size from the position embeddings, projection and MLP widths).
 
 :class:`ClipEncoder` returns projected, *un-normalised* ``image_embeds`` / ``text_embeds``; the
 image preprocessing of ``CLIPImageProcessor`` (resize the short side with bicubic, centre crop,
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 TOKENIZER_FILES = (("vocab.json", "merges.txt"), ("tokenizer.json",))
+WIDE_TOWER_HEADS = {1280: 16, 1408: 16, 1664: 16}  # open_clip ViT-H/14, ViT-g/14, ViT-bigG/14 (hidden -> heads)
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
 
@@ -425,8 +426,13 @@ def infer_vision_config(sd: Mapping[str, Any], hidden_act: str | None = None, so
         raise CheckpointMismatchError(f"{source}: {n_pos} position embeddings is not 1 + a square grid: "
                                       "not a ViT CLIP vision tower")
     layers = 1 + max(int(m.group(1)) for k in sd if (m := re.match(r"vision_model\.encoder\.layers\.(\d+)\.", k)))
-    if hidden % 64:
-        raise CheckpointMismatchError(f"{source}: hidden size {hidden} is not a multiple of the 64-wide CLIP heads")
+    # Heads are not in the shapes. OpenAI CLIP uses 64-wide heads; the open_clip towers ComfyUI ships
+    # wider than ViT-L use 16 heads (ViT-H/14: 1280 = 16 x 80, ViT-g/14: 1408 = 16 x 88,
+    # ViT-bigG/14: 1664 = 16 x 104), as ComfyUI's clip_vision_config_{h,g}.json say.
+    heads = WIDE_TOWER_HEADS.get(hidden, hidden // 64)
+    if hidden % heads or (hidden not in WIDE_TOWER_HEADS and hidden % 64):
+        raise CheckpointMismatchError(f"{source}: hidden size {hidden} does not split into CLIP attention heads: "
+                                      "not a CLIP ViT vision tower")
     if hidden_act is None:
         hidden_act = "quick_gelu" if hidden <= 1024 else "gelu"
     return CLIPVisionConfig(
@@ -434,7 +440,7 @@ def infer_vision_config(sd: Mapping[str, Any], hidden_act: str | None = None, so
         intermediate_size=int(sd[need[2]].shape[0]),
         projection_dim=int(sd[need[3]].shape[0]),
         num_hidden_layers=layers,
-        num_attention_heads=hidden // 64,
+        num_attention_heads=heads,
         num_channels=channels,
         image_size=grid * p,
         patch_size=p,

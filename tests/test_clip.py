@@ -176,8 +176,12 @@ def test_infer_config_for_real_checkpoint_shapes():
     vitl = infer_vision_config(shapes(1024, 24, 4096, 14, 577, 768))
     assert (vitl.image_size, vitl.num_attention_heads, vitl.num_hidden_layers, vitl.projection_dim, vitl.hidden_act) == \
         (336, 16, 24, 768, "quick_gelu")
-    vith = infer_vision_config(shapes(1280, 32, 5120, 14, 257, 1024))
-    assert (vith.image_size, vith.num_attention_heads, vith.num_hidden_layers, vith.hidden_act) == (224, 20, 32, "gelu")
+    vith = infer_vision_config(shapes(1280, 32, 5120, 14, 257, 1024))  # ComfyUI clip_vision_config_h.json
+    assert (vith.image_size, vith.num_attention_heads, vith.num_hidden_layers, vith.hidden_act) == (224, 16, 32, "gelu")
+    vitg = infer_vision_config(shapes(1664, 48, 8192, 14, 257, 1280))  # ComfyUI clip_vision_config_g.json
+    assert (vitg.num_attention_heads, vitg.num_hidden_layers, vitg.intermediate_size, vitg.projection_dim) == (16, 48, 8192, 1280)
+    vitb = infer_vision_config(shapes(768, 12, 3072, 32, 50, 512))  # OpenAI ViT-B/32
+    assert (vitb.image_size, vitb.num_attention_heads, vitb.hidden_act) == (224, 12, "quick_gelu")
 
 
 def test_wrong_shapes_and_foreign_files_are_refused(tmp_path):

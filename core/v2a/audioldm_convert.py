@@ -201,7 +201,8 @@ def convert_ldm_vae(checkpoint: Mapping[str, torch.Tensor], source: str = "") ->
     """Full LDM/AudioLDM state dict -> (diffusers ``AutoencoderKL`` kwargs, diffusers state dict)."""
     from diffusers import AutoencoderKL
 
-    vae_sd = strip_prefix(checkpoint, VAE_PREFIX, exclude=(VOCODER_PREFIX,))
+    # the vocoder is read separately; a training loss (LPIPS/discriminator) is not part of the model
+    vae_sd = strip_prefix(checkpoint, VAE_PREFIX, exclude=(VOCODER_PREFIX, VAE_PREFIX + "loss."))
     if not vae_sd:
         raise CheckpointMismatchError(f"{source}: no {VAE_PREFIX}* keys; give AudioLDM's .ckpt (audioldm-s-full) "
                                       "or a diffusers vae/ folder")
