@@ -56,6 +56,7 @@ _AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 120
 # Containers whose audio duration in the header is exact (edit lists), so decoder padding past
 # it (AAC's last frame) is cut off.
 _EXACT_DURATION_FORMATS = ("mov", "mp4", "m4a", "3gp", "3g2", "mj2")
+_BT709, _MPEG_RANGE = "ITU709", "MPEG"  # libswscale colour matrix / limited (16-235) range
 _VIDEO_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
 _AUDIO_FORMATS = {".wav": "wav", ".flac": "flac"}
 
@@ -255,8 +256,9 @@ def _exact_stream_end(container, stream, origin: float) -> float | None:
 def _decode_audio(p: Path, sr: int | None, start: float, stop: float | None, seek: bool):
     """Decode + resample from about ``start``.
 
-    Returns ``(data (C, M) float32, t0, sr, exact_end, stop)`` where ``t0`` is the time (seconds
-    from the origin) of column 0, or None when a seek landed past ``start``."""
+    Returns ``(data (C, M) float32, t0, sr, exact_end)`` where ``t0`` is the time (seconds from
+    the origin) of column 0 and ``exact_end`` the stream's end where the index states it, or
+    None when a seek landed past ``start``."""
     import av
 
     with _open(p) as c:
@@ -270,7 +272,7 @@ def _decode_audio(p: Path, sr: int | None, start: float, stop: float | None, see
             raise MediaError(f"{p}: the audio stream does not state its sample rate; pass sample_rate=")
         exact_end = _exact_stream_end(c, stream, origin)
         if exact_end is not None:
-            stop = exact_end if stop is None else min(stop, exact_end)
+            stop = exact_end if stop is None else min(stop, exact_end)  # no need to decode padding
         if seek and start > _AUDIO_PREROLL:
             target = (origin + start - _AUDIO_PREROLL) / stream.time_base
             with contextlib.suppress(av.FFmpegError):
@@ -300,7 +302,7 @@ def _decode_audio(p: Path, sr: int | None, start: float, stop: float | None, see
                 chunks.append(out.to_ndarray())
         channels = stream.channels or 1
         data = np.concatenate(chunks, axis=1) if chunks else np.zeros((channels, 0), np.float32)
-        return data.astype(np.float32, copy=False), (t0 or 0.0), sr, exact_end, stop
+        return data.astype(np.float32, copy=False), (t0 or 0.0), sr, exact_end
 
 
 def read_audio(
@@ -327,13 +329,15 @@ def read_audio(
     if result is None:  # the seek landed after the start: decode from the beginning instead
         _log.debug("%s: inexact seek, decoding from the start", p)
         result = _decode_audio(p, sample_rate, start, stop, seek=False)
-    data, t0, sr, exact_end, stop = result
+    data, t0, sr, exact_end = result
     total = data.shape[1]
     if total == 0 and start == 0:
         raise MediaError(f"{p} has an audio stream with no samples (zero-length audio); give a file that contains sound")
-    first = max(0, int(round((start - t0) * sr)))
-    last = total if stop is None else min(total, first + int(round((stop - start) * sr)))
-    if exact_end is not None and (duration is None or exact_end < start + duration):
+    first = max(0, int(round((start - t0) * sr)))  # column of `start`
+    last = total
+    if duration is not None:
+        last = min(last, first + int(round(duration * sr)))
+    if exact_end is not None:  # drop decoder padding past the length the index states (AAC in mp4)
         last = min(last, int(round((exact_end - t0) * sr)))
     if last <= first:
         length = t0 + total / sr if exact_end is None else exact_end
@@ -768,9 +772,9 @@ class VideoWriter:
         self._format = _video_format(self.path)
         self.fps = _fps_fraction(fps)
         if size is not None:
-            size = _target_size(size, 2, 2) if not isinstance(size, int) else None
-            if size is None:
-                raise InputError("size must be (width, height) for a writer, or None to take it from the first frames")
+            if isinstance(size, (int, np.integer)):
+                raise InputError(f"size={size} must be (width, height) for a writer, or None to take it from the first frames")
+            size = _target_size(size, 2, 2)
             self._check_even(size)
         self.size = size
         self._audio = None
@@ -821,6 +825,9 @@ class VideoWriter:
         vs.width, vs.height = width, height
         vs.pix_fmt = "yuv420p"
         vs.time_base = 1 / self.fps
+        # Tag BT.709 limited range (what players assume for HD) and convert with the same matrix.
+        cc = vs.codec_context
+        cc.colorspace, cc.color_primaries, cc.color_trc, cc.color_range = 1, 1, 1, 1
         if codec == "libx264":
             vs.options = {"crf": str(self.crf), "preset": self.preset}
         else:
@@ -845,7 +852,8 @@ class VideoWriter:
         if (w, h) != tuple(self.size):
             raise InputError(f"frame size {w}x{h} differs from the writer's {self.size[0]}x{self.size[1]}; resize frames first")
         for img in arr:
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+            rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+            frame = rgb.reformat(format="yuv420p", dst_colorspace=_BT709, dst_color_range=_MPEG_RANGE)
             frame.pts = self.frames_written
             frame.time_base = self._vstream.time_base
             for packet in self._vstream.encode(frame):

@@ -309,6 +309,22 @@ def test_write_video_round_trip_frames_and_audio(tmp_path):
         assert c.streams.audio[0].codec_context.name == "aac"
 
 
+def test_written_colours_survive_and_are_tagged_bt709(tmp_path):
+    img = np.zeros((3, 32, 64, 3), np.uint8)
+    img[:, :, :32] = (200, 50, 30)
+    img[:, :, 32:] = (20, 180, 90)
+    out = media.write_video(tmp_path / "c.mp4", img, 10)
+    frames, _ = media.read_frames(out)
+    got = frames[:, 8:24].float()
+    assert (got[:, :, 4:28] - torch.tensor([200.0, 50, 30])).abs().max() <= 6
+    assert (got[:, :, 36:60] - torch.tensor([20.0, 180, 90])).abs().max() <= 6
+    import av
+
+    with av.open(str(out)) as c:
+        cc = c.streams.video[0].codec_context
+        assert (cc.colorspace, cc.color_primaries, cc.color_trc) == (1, 1, 1)  # BT.709 in the h264 VUI
+
+
 def test_video_writer_streams_batches_and_floats(tmp_path):
     target = tmp_path / "o.mkv"
     with media.VideoWriter(target, fps=10, size=(64, 48)) as w:
