@@ -198,7 +198,7 @@ def mel_filterbank(cfg: MelConfig, device=None, dtype: torch.dtype = torch.float
     (Hz-spaced FFT bins, triangles between mel-spaced edges, optional Slaney area norm), computed
     in float64 and cast to ``dtype``.
     """
-    return _filterbank64(cfg).to(device=device, dtype=dtype)
+    return _filterbank64(cfg).to(device=device, dtype=dtype, copy=True)  # never hand out the cached tensor
 
 
 def hann_window(cfg: MelConfig, device=None, dtype: torch.dtype = torch.float32) -> torch.Tensor:

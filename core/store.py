@@ -407,7 +407,8 @@ def download(
     ``dest`` is a models root: files go to ``<dest>/<kind>/<file-or-folder>`` (nltk data to
     ``<dest>/taggers/...``). Without it, the first ``$SYNESTHESIA_MODELS`` root or the user
     cache folder (nltk data: ``$NLTK_DATA`` or ``~/nltk_data``). Files already complete are kept
-    unless ``force``. ``callback(bytes_done, bytes_total, info)`` reports progress.
+    unless ``force``; without ``dest``, a model already found anywhere in the search folders is
+    not downloaded again. ``callback(bytes_done, bytes_total, info)`` reports progress.
     """
     entry = get_entry(name)
     if entry.bundled:
@@ -421,6 +422,11 @@ def download(
             f"{name} cannot be downloaded automatically: {entry.manual or 'no direct URL'}; "
             f"put it at {where / entry.target}"
         )
+    if dest is None and not force:
+        found = find(name)
+        if found is not None:
+            log.info("%s: already present at %s", name, found)
+            return found
     if dest is not None:
         base = Path(dest).expanduser()
         if base.exists() and not base.is_dir():

@@ -214,3 +214,9 @@ def test_audioldm_preset_matches_tacotron_stft_formulation():
     assert ours.shape == expected.shape == (2, 64, 101)
     assert torch.allclose(ours, expected, atol=1e-4)
     np.testing.assert_allclose(mel.mel_filterbank(cfg).numpy(), fb.numpy().T, rtol=1e-5, atol=1e-8)
+
+
+def test_filterbank_is_a_fresh_tensor_each_call():
+    fb = mel.mel_filterbank(mel.AUDIOLDM_16K, dtype=torch.float64)
+    fb.zero_()  # a caller scribbling on its copy must not change the cached filters
+    assert mel.mel_filterbank(mel.AUDIOLDM_16K, dtype=torch.float64).abs().sum() > 0
