@@ -44,6 +44,8 @@ def _randomize_(g: torch.nn.Module, seed: int) -> None:
         for name, p in g.named_parameters():
             if name.endswith("noise_strength"):
                 p.copy_(0.3 * torch.randn(p.shape, generator=gen))
+            elif name == "synthesis.input.affine.weight":  # zero at NVIDIA's init: w_0 would have no effect
+                p.copy_(0.3 * torch.randn(p.shape, generator=gen))
             elif name.endswith("bias") and "input.affine" not in name:
                 p.add_(0.2 * torch.randn(p.shape, generator=gen))
         g.mapping.w_avg.copy_(0.5 * torch.randn(g.mapping.w_avg.shape, generator=gen))
