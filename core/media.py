@@ -855,7 +855,7 @@ class VideoWriter:
             rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
             frame = rgb.reformat(format="yuv420p", dst_colorspace=_BT709, dst_color_range=_MPEG_RANGE)
             frame.pts = self.frames_written
-            frame.time_base = self._vstream.time_base
+            frame.time_base = 1 / self.fps  # not the stream's: the muxer changes that at the header
             for packet in self._vstream.encode(frame):
                 self._container.mux(packet)
             self.frames_written += 1

@@ -338,6 +338,21 @@ def test_video_writer_streams_batches_and_floats(tmp_path):
     assert list(tmp_path.iterdir()) == [target]
 
 
+def test_video_writer_many_batches_with_immediate_packets(tmp_path):
+    """ultrafast has no lookahead, so packets reach the muxer while later batches are still
+    coming (the muxer then changes the stream's time base; timestamps must not follow it)."""
+    out = tmp_path / "o.mp4"
+    audio = mf.clicks(SR, 4.0, [SR * 3])
+    with media.VideoWriter(out, fps=24, audio=audio, sample_rate=SR, preset="ultrafast") as w:
+        for start in range(0, 96, 12):
+            w.write(np.stack([mf.index_frame(i, 64, 48) for i in range(start, start + 12)]))
+    frames, t = media.read_frames(out)
+    assert [mf.frame_index(f) for f in frames] == list(range(96))
+    torch.testing.assert_close(t, torch.arange(96, dtype=torch.float64) / 24)
+    a, _ = media.read_audio(out)
+    assert a.shape == (1, 4 * SR) and abs(int(a[0].abs().argmax()) - 3 * SR) <= 2
+
+
 def test_ntsc_fps(tmp_path):
     out = media.write_video(tmp_path / "o.mov", np.zeros((6, 32, 32, 3), np.uint8), 30000 / 1001)
     assert media.probe(out).fps == pytest.approx(29.97, abs=1e-3)
