@@ -56,6 +56,17 @@ def test_decode_path_equals_diffusers_audioldm_pipeline(audioldm):
     assert voc(mel).shape == wav.shape  # (B, 1, T, n_mels) from the VAE is accepted too
 
 
+def test_bin_folders_as_published(tmp_path):
+    """cvssp/audioldm-s-full-v2 ships vae/diffusion_pytorch_model.bin and vocoder/pytorch_model.bin."""
+    vae_ref, voc_ref = make_tiny_audioldm_diffusers(tmp_path / "pipe", seed=3, safetensors=False)
+    assert (tmp_path / "pipe" / "vae" / "diffusion_pytorch_model.bin").is_file()
+    assert (tmp_path / "pipe" / "vocoder" / "pytorch_model.bin").is_file()
+    vae, voc = load_mel_vae(tmp_path / "pipe"), load_vocoder(tmp_path / "pipe")
+    z = _latents(9, b=1)
+    with torch.no_grad():
+        torch.testing.assert_close(voc(vae.decode(z)), voc_ref(vae_ref.decode(z / 0.6).sample[:, 0]), rtol=1e-6, atol=1e-6)
+
+
 def test_encode_scales_and_inverts_the_scaling(audioldm):
     vae = load_mel_vae(audioldm.pipe / "vae")
     mel = torch.randn(2, 1, 16, 64, generator=torch.Generator().manual_seed(1))

@@ -69,12 +69,21 @@ def make_tiny_hifigan(seed: int = 0, **overrides):
     return voc.eval()
 
 
-def make_tiny_audioldm_diffusers(folder, seed: int = 0):
-    """Write ``folder/vae`` and ``folder/vocoder`` as diffusers' AudioLDM pipeline does; return (vae, vocoder)."""
+def make_tiny_audioldm_diffusers(folder, seed: int = 0, safetensors: bool = True):
+    """Write ``folder/vae`` and ``folder/vocoder`` as diffusers' AudioLDM pipeline does; return (vae, vocoder).
+
+    ``safetensors=False`` writes ``diffusion_pytorch_model.bin`` / ``pytorch_model.bin`` as the
+    published ``cvssp/audioldm-s-full-v2`` folders hold them.
+    """
     folder = Path(folder)
     vae, voc = make_tiny_vae(seed), make_tiny_hifigan(seed)
-    vae.save_pretrained(str(folder / "vae"))
-    voc.save_pretrained(str(folder / "vocoder"))
+    vae.save_pretrained(str(folder / "vae"), safe_serialization=safetensors)
+    if safetensors:
+        voc.save_pretrained(str(folder / "vocoder"))
+    else:  # transformers 5 always writes safetensors; write the legacy .bin the hub folder has by hand
+        (folder / "vocoder").mkdir(parents=True, exist_ok=True)
+        voc.config.save_pretrained(str(folder / "vocoder"))
+        torch.save(voc.state_dict(), folder / "vocoder" / "pytorch_model.bin")
     return vae, voc
 
 
