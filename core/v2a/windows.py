@@ -135,7 +135,7 @@ def sample_windows(model: VTALDM, video_embeds: torch.Tensor, n_latent: int, *,
     ``object_embeds`` / ``negative_object_embeds`` are per conditioning frame (F, clip_dim).
     """
     cfg = model.config
-    plan = plan_windows(n_latent, cfg.latent_time, min(overlap, cfg.latent_time - 1))
+    plan = plan_windows(n_latent, cfg.latent_time, min(overlap, cfg.latent_time // 2))  # at most half a window
     slices = window_frames(plan, cfg.latent_rate, cfg.frame_rate, video_embeds.shape[0])
     param = next(model.parameters())
     v, mask = stack_windows(video_embeds.to(param), slices)
