@@ -236,14 +236,19 @@ class AudioEncoder(nn.Module):
     def mel_front_end(self) -> MelFrontEnd:
         return MelFrontEnd.from_config(self.config)
 
-    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+    def forward(self, mel: torch.Tensor, with_logit_scale: bool = False):
+        """mel (B, n_mels, T) -> (B, D); with ``with_logit_scale`` also the InfoNCE temperature
+        parameter (returned from inside forward so that DistributedDataParallel tracks it)."""
         if mel.dim() != 3 or mel.shape[1] != self.config.n_mels:
             raise InputError(f"audio encoder expects mel (B, {self.config.n_mels}, T), got {tuple(mel.shape)}")
         x = resize_mel(mel, self.config.input_size)  # (B, 1, H, W)
         if self.config.arch == "conv":
             x = self.features(x)  # (B, C, h, w)
-            return self.proj(x.mean(dim=(-2, -1)))  # (B, D)
-        return self.feature_extractor(self.conv(x))  # (B, D)
+            emb = self.proj(x.mean(dim=(-2, -1)))  # (B, D)
+        else:
+            emb = self.feature_extractor(self.conv(x))  # (B, D)
+        # clone(): a graph node, not the leaf itself, so DDP's unused-parameter search sees it used
+        return (emb, self.logit_scale.clone()) if with_logit_scale else emb
 
 
 # ----------------------------------------------------------------------------------------------

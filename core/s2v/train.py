@@ -18,7 +18,8 @@ label):
   default, as the seed).
 
 Every weight is a :class:`TrainConfig` field. The loop runs under ``accelerate`` (one process or
-``accelerate launch`` over GPUs/nodes; CPU processes use gloo), writes a JSON-lines log of every
+``accelerate launch --multi_gpu --num_processes N`` over GPUs or nodes; without CUDA the same
+command runs N CPU processes over gloo), writes a JSON-lines log of every
 loss, saves resumable checkpoints (``checkpoint-<step>/``) and, at each checkpoint, the model
 folders ``audio_encoder/``, ``inversion_encoder/``, ``walker/`` that ``animate`` loads.
 
@@ -366,14 +367,14 @@ def train(data, output, generator_path, clip_path, config: TrainConfig = LIGHT, 
             losses = {}
 
             # audio codes of each frame's segment; InfoNCE against real frames and label text
-            codes = audio_enc(segs.flatten(0, 1)).view(B, T, -1)  # (B, T, D)
+            codes, scale = audio_enc(segs.flatten(0, 1), with_logit_scale=True)
+            codes = codes.view(B, T, -1)  # (B, T, D)
             with torch.no_grad():
                 real_emb = clip_images(video.flatten(0, 1)).view(B, T, -1)
             txt = text_embeds(labels) if (cfg.lambda_clip_text > 0 or cfg.lambda_nce > 0) else None
             a_n = F.normalize(codes, dim=-1)
             loss_a = torch.zeros((), device=dev)
             if cfg.lambda_nce > 0 and B > 1:
-                scale = acc.unwrap_model(audio_enc).logit_scale
                 losses["nce"] = ae.contrastive_loss(codes.mean(1), real_emb.mean(1), txt, scale)
                 loss_a = loss_a + cfg.lambda_nce * losses["nce"]
             if cfg.lambda_clip_text > 0:
@@ -437,7 +438,7 @@ def train(data, output, generator_path, clip_path, config: TrainConfig = LIGHT, 
             last = vals
             if acc.is_main_process and (step % cfg.log_every == 0 or step == cfg.steps):
                 with open(logf, "a") as f:
-                    f.write(json.dumps({"step": step, "epoch": epoch, **vals}) + "\n")
+                    f.write(json.dumps({"step": step, "epoch": epoch, "processes": acc.num_processes, **vals}) + "\n")
                 if callback is not None:
                     callback(step, cfg.steps, vals)
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
