@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import numbers
 import os
 from dataclasses import dataclass
 from fractions import Fraction
@@ -113,20 +114,15 @@ def _open(path: PathLike):
         ) from e
 
 
-def _decode_errors(p: Path):
-    """Context manager turning FFmpeg errors raised while demuxing/decoding into MediaError."""
+@contextlib.contextmanager
+def _decode_errors(p: Path) -> Iterator[None]:
+    """Turn FFmpeg errors raised while demuxing/decoding ``p`` into a one-line MediaError."""
     import av
 
-    @contextlib.contextmanager
-    def guard():
-        try:
-            yield
-        except av.FFmpegError as e:
-            raise MediaError(
-                f"{p}: decoding failed ({_reason(e)}); the file is damaged or truncated: re-export it"
-            ) from e
-
-    return guard()
+    try:
+        yield
+    except av.FFmpegError as e:
+        raise MediaError(f"{p}: decoding failed ({_reason(e)}); the file is damaged or truncated: re-export it") from e
 
 
 def _is_cover_art(stream) -> bool:
@@ -158,10 +154,7 @@ def _fps_of(stream) -> float | None:
 
 def _frame_rotation(frame) -> int:
     """Clockwise rotation (0/90/180/270) a player applies to show ``frame`` upright."""
-    try:
-        ccw = frame.rotation
-    except Exception:  # no display matrix
-        return 0
+    ccw = frame.rotation  # 0 without a display matrix
     return int(round(-ccw / 90.0)) % 4 * 90 if ccw else 0
 
 
@@ -169,7 +162,7 @@ def _frame_rotation(frame) -> int:
 
 
 def probe(path: PathLike) -> MediaInfo:
-    """Describe the streams of ``path`` without decoding it."""
+    """Describe the streams of ``path``, decoding at most one video frame (for its rotation)."""
     p = _check_input_path(path)
     with _open(p) as c:
         v = _video_stream(c)
@@ -187,7 +180,7 @@ def probe(path: PathLike) -> MediaInfo:
                 n_frames = int(v.frames)
             elif fps:
                 n_frames = int(round(_stream_duration(v, duration) * fps))
-            rot = _first_frame_rotation(c, v, p)
+            rot = _first_frame_rotation(c, v)
             if rot in (90, 270):
                 width, height = height, width
         return MediaInfo(
@@ -215,7 +208,7 @@ def _stream_duration(stream, fallback: float) -> float:
     return fallback
 
 
-def _first_frame_rotation(container, stream, p: Path) -> int:
+def _first_frame_rotation(container, stream) -> int:
     """Rotation of the first decodable frame (display matrices travel on frames in PyAV)."""
     import av
 
@@ -230,10 +223,17 @@ def _first_frame_rotation(container, stream, p: Path) -> int:
 # ----------------------------------------------------------------------------- audio
 
 
+def _positive(x, allow_zero: bool = False) -> bool:
+    """``x`` is a finite real number (not a bool) > 0 (or >= 0)."""
+    if isinstance(x, bool) or not isinstance(x, numbers.Real) or not math.isfinite(x):
+        return False
+    return x >= 0 if allow_zero else x > 0
+
+
 def _check_window(start: float, duration: float | None) -> None:
-    if not (isinstance(start, (int, float)) and math.isfinite(start) and start >= 0):
+    if not _positive(start, allow_zero=True):
         raise InputError(f"start={start!r} must be a finite number of seconds >= 0")
-    if duration is not None and not (isinstance(duration, (int, float)) and math.isfinite(duration) and duration > 0):
+    if duration is not None and not _positive(duration):
         raise InputError(f"duration={duration!r} must be a positive number of seconds, or None for 'to the end'")
 
 
@@ -321,7 +321,7 @@ def read_audio(
     with no samples, a window past the end, or NaN/inf samples (never silently replaced).
     """
     _check_window(start, duration)
-    if sample_rate is not None and (int(sample_rate) != sample_rate or sample_rate <= 0):
+    if sample_rate is not None and not (_positive(sample_rate) and float(sample_rate).is_integer()):
         raise InputError(f"sample_rate={sample_rate!r} must be a positive integer number of Hz, or None to keep the file's rate")
     p = _check_input_path(path)
     stop = start + duration if duration is not None else None
@@ -445,7 +445,7 @@ def iter_frames(
     decoding happens while iterating.
     """
     _check_window(start, duration)
-    if fps is not None and not (isinstance(fps, (int, float, Fraction)) and math.isfinite(float(fps)) and fps > 0):
+    if fps is not None and not _positive(fps):
         raise InputError(f"fps={fps!r} must be a positive number, or None for the file's own frames")
     if size is not None:
         _target_size(size, 16, 16)  # validate early
@@ -564,7 +564,7 @@ def _layout(channels: int) -> str:
 
 
 def _check_rate(sample_rate) -> int:
-    if sample_rate is None or int(sample_rate) != sample_rate or sample_rate <= 0:
+    if not (_positive(sample_rate) and float(sample_rate).is_integer()):
         raise InputError(f"sample_rate={sample_rate!r} must be a positive integer number of Hz")
     return int(sample_rate)
 
@@ -661,13 +661,13 @@ def _video_codec() -> str:
 
 
 def _fps_fraction(fps) -> Fraction:
-    try:
-        value = Fraction(fps).limit_denominator(1001)
-    except (TypeError, ValueError):
-        raise InputError(f"fps={fps!r} must be a positive number") from None
-    if value <= 0:
+    """Exact frame rate; floats are snapped to the nearest fraction with denominator <= 1001
+    (29.97002997 -> 30000/1001)."""
+    if not _positive(fps):
         raise InputError(f"fps={fps!r} must be a positive number")
-    return value
+    if isinstance(fps, numbers.Rational):
+        return Fraction(fps.numerator, fps.denominator)
+    return Fraction(float(fps)).limit_denominator(1001)
 
 
 # ----------------------------------------------------------------------------- audio writing
