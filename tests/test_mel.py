@@ -220,3 +220,19 @@ def test_filterbank_is_a_fresh_tensor_each_call():
     fb = mel.mel_filterbank(mel.AUDIOLDM_16K, dtype=torch.float64)
     fb.zero_()  # a caller scribbling on its copy must not change the cached filters
     assert mel.mel_filterbank(mel.AUDIOLDM_16K, dtype=torch.float64).abs().sum() > 0
+
+
+@pytest.mark.parametrize("padding", mel.PADDINGS)
+@pytest.mark.parametrize("win_length", [1024, 800])
+def test_stft_equals_torch_stft(padding, win_length):
+    cfg = dataclasses.replace(mel.AUDIOLDM_16K, padding=padding, win_length=win_length)
+    x = torch.randn(2, 7000, dtype=torch.float64)
+    w = torch.hann_window(win_length, periodic=True, dtype=torch.float64)
+    if padding == "center":
+        ref = torch.stft(x, cfg.n_fft, cfg.hop_length, win_length, w, center=True, pad_mode="reflect", return_complex=True)
+    else:
+        xp = torch.nn.functional.pad(x[:, None], (cfg.pad, cfg.pad), mode="reflect")[:, 0]
+        ref = torch.stft(xp, cfg.n_fft, cfg.hop_length, win_length, w, center=False, return_complex=True)
+    ours = mel.stft(x, cfg)
+    assert ours.shape == ref.shape == (2, cfg.n_freq, cfg.n_frames(7000))
+    assert torch.allclose(ours, ref, atol=1e-10)
