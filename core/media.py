@@ -598,7 +598,8 @@ class _AacTrack:
         self.layout = _layout(waveform.shape[0])
         self.container = container
         self.stream = container.add_stream("aac", rate=rate, layout=self.layout)
-        self.stream.bit_rate = 96_000 * min(waveform.shape[0], 2) if waveform.shape[0] <= 2 else 64_000 * waveform.shape[0]
+        channels = waveform.shape[0]
+        self.stream.bit_rate = (96_000 if channels <= 2 else 64_000) * channels  # transparent for speech/foley
         self.frame_size = 1024
         self.pos = 0
         self.offset = int(round(start_time * rate))  # pts of the first sample
@@ -647,6 +648,11 @@ def _video_format(path: Path) -> str:
     return fmt
 
 
+def _container_options(fmt: str) -> dict[str, str]:
+    """mp4/mov: put the index (moov) in front so the file plays while it downloads."""
+    return {"movflags": "+faststart"} if fmt in ("mp4", "mov") else {}
+
+
 def _video_codec() -> str:
     """The best h264 encoder in this PyAV build (libx264 in the PyPI wheels), else mpeg4."""
     import av
@@ -655,7 +661,7 @@ def _video_codec() -> str:
         try:
             av.codec.Codec(name, "w")
             return name
-        except Exception:  # UnknownCodecError: not compiled into this FFmpeg
+        except av.codec.codec.UnknownCodecError:  # not compiled into this FFmpeg
             continue
     raise MediaError("this PyAV build has no h264 or mpeg4 encoder; install the PyPI wheel of av (pip install av)")
 
@@ -811,8 +817,7 @@ class VideoWriter:
         stack = contextlib.ExitStack()
         tmp = stack.enter_context(atomic_path(self.path))
         try:
-            # faststart: index at the front, so the file plays while downloading
-            options = {"movflags": "+faststart"} if self._format in ("mp4", "mov") else {}
+            options = _container_options(self._format)
             self._container = av.open(str(tmp), "w", format=self._format, options=options)
         except BaseException as e:
             stack.__exit__(type(e), e, e.__traceback__)
@@ -938,8 +943,8 @@ def mux_audio(video_path: PathLike, waveform: ArrayLike, sample_rate: int, out_p
                 v_end = max(v_end, float((packet.pts + (packet.duration or 0)) * tb))
         if not math.isfinite(v_start):
             raise MediaError(f"{src}: its video stream has no packets; the file is damaged or truncated: re-export it")
-        c.seek(0)
-    with _open(src) as c, atomic_path(out) as tmp, av.open(str(tmp), "w", format=fmt) as dst:
+    options = _container_options(fmt)
+    with _open(src) as c, atomic_path(out) as tmp, av.open(str(tmp), "w", format=fmt, options=options) as dst:
         vs = _video_stream(c)
         ovs = dst.add_stream_from_template(vs)
         track = _AacTrack(dst, data, sr, start_time=v_start)

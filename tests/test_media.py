@@ -302,6 +302,8 @@ def test_write_video_round_trip_frames_and_audio(tmp_path):
     assert abs(int(a[0].abs().argmax()) - 8000) <= 2  # the click did not move (AAC priming handled)
     assert float(a[0, 12000:].abs().max()) < 1e-3  # padding is silence
     assert media._video_codec() == "libx264"
+    raw = out.read_bytes()
+    assert raw.find(b"moov") < raw.find(b"mdat")  # faststart: index first, plays while downloading
     import av
 
     with av.open(str(out)) as c:
@@ -375,6 +377,8 @@ def test_mux_audio_copies_video_packets(files, tmp_path, out_name):
     a, sr = media.read_audio(out)
     if out_name.endswith(".mp4"):
         assert a.shape == (1, 2 * 22050)
+        raw = out.read_bytes()
+        assert raw.find(b"moov") < raw.find(b"mdat")
     else:  # Matroska keeps AAC's last-frame padding
         assert 2 * 22050 <= a.shape[1] <= 2 * 22050 + 1024
     assert peak_hz(a[0, : 2 * 22050], sr) == pytest.approx(1000, abs=1.0)
