@@ -194,3 +194,56 @@ def test_vggish_round_trip_and_framing(tmp_path):
     assert emb.shape == (3, 128) and torch.allclose(emb, ref(ex))
     assert (emb < 0).any()  # no final ReLU (audioldm_eval's FAD setting)
     assert model.embed(wav[:8000]).shape == (0, 128)  # shorter than 0.96 s: no example
+
+
+# ---- the eval-v2a command ---------------------------------------------------------------------
+
+def test_eval_v2a_command(tmp_path, capsys):
+    """The real CLI on files the test makes: every metric present, and a folder against itself scores 0."""
+    import json
+
+    from synesthesia.core.cli import main
+    from synesthesia.core.media import write_audio, write_video
+
+    torch.manual_seed(0)
+    t = torch.arange(32000) / 16000
+    tones = torch.stack([0.3 * torch.sin(2 * math.pi * f * t) for f in (200, 400, 800, 1600, 3200, 6400)])
+    noise = torch.randn(6, 32000) * torch.linspace(0.02, 0.2, 6)[:, None]
+    # random tiny classifiers with live activations: BN statistics from the data, He-initialised VGGish
+    cnn = M.Cnn14(M.Cnn14Config(widths=(8, 8, 16, 16, 16, 4), classes=6))
+    for m in cnn.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.momentum = None
+    with torch.no_grad():
+        cnn.train()(torch.cat([tones, noise]))
+    torch.save({"model": cnn.state_dict()}, tmp_path / "Cnn14_16k_mAP=0.438.pth")
+    vgg = M.VGGish(widths=(4, 4, 4, 4, 8, 8), hidden=16, dim=4)
+    for m in vgg.modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+            torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            torch.nn.init.zeros_(m.bias)
+    torch.save(vgg.state_dict(), tmp_path / "vggish-10086976.pth")
+    gen, ref = tmp_path / "generated", tmp_path / "reference"
+    gen.mkdir(), ref.mkdir()
+    for i in range(6):
+        write_audio(gen / f"clip{i}.wav", tones[i:i + 1], 16000)
+        write_audio(ref / f"clip{i}.wav", noise[i:i + 1], 16000)
+        write_video(ref / f"clip{i}.mp4", motion_frames(20), FPS)
+    out = tmp_path / "m.json"
+    args = ["-q", "eval-v2a", str(gen), str(ref), "--cnn14", str(tmp_path / "Cnn14_16k_mAP=0.438.pth"),
+            "--vggish", str(tmp_path / "vggish-10086976.pth"), "-o", str(out)]
+    assert main(args) == 0
+    res = json.loads(out.read_text())
+    assert json.loads(capsys.readouterr().out) == res
+    assert res["n_generated"] == res["n_reference"] == 6 and res["kl_pairs"] == 6 and res["av_align_clips"] == 6
+    assert res["fd_panns"] > 1e-3 and res["fad_vggish"] > 1e-3 and res["kl_softmax"] > 1e-4  # vs ~1e-12 for a folder with itself
+    assert 0.0 <= res["av_align"] <= 1.0
+    same = ["-q", "eval-v2a", str(ref), str(ref), "--cnn14", str(tmp_path / "Cnn14_16k_mAP=0.438.pth"),
+            "--vggish", str(tmp_path / "vggish-10086976.pth"), "--no-av-align", "-o", str(out)]
+    assert main(same) == 0
+    res = json.loads(out.read_text())
+    assert res["fd_panns"] == pytest.approx(0, abs=1e-6) and res["fad_vggish"] == pytest.approx(0, abs=1e-6)
+    assert res["kl_softmax"] == pytest.approx(0, abs=1e-5)
+    # nothing computable: one-line error, exit 2
+    assert main(["-q", "eval-v2a", str(gen), "--no-av-align"]) == 2
+    assert "no metric could be computed" in capsys.readouterr().err
