@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,8 @@ from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 
 from .errors import InputError
 from .progress import ProgressCallback
+
+log = logging.getLogger(__name__)
 
 # Weight-file suffixes a model folder may hold (ComfyUI's own list, minus code-carrying ones).
 MODEL_SUFFIXES = (".safetensors", ".sft", ".pt", ".pth", ".ckpt", ".bin", ".pkl")
@@ -421,3 +424,154 @@ def s2v_walk(pipe, audio, sample_rate: int, w_hat, fps: float = 25.0, duration: 
             out.append(lat[0].float().cpu())
             progress.advance(f1 - f0)
     return torch.cat(out)
+
+
+# ------------------------------------------------------------------ video -> sound steps
+# The steps of core.v2a.pipeline.VideoToAudioPipeline.__call__, split so that a host can show the
+# detections and keep the latents: ground objects (steps 2 and 4), diffuse (2, 3, 5), vocode (6-7).
+# Same numbers as the pipeline for the same inputs (tests/test_nodes_v2a.py checks it).
+@dataclass
+class ObjectConditions:
+    """Objects O of VTA-SAM (sec. II-C) for one clip: per conditioning frame embeddings and detections."""
+
+    nouns: tuple  # the object names, from the prompt
+    embeds: Any  # (F, D) object embedding of each conditioning frame (eq. 1)
+    detections: Any  # core.v2a.grounding.Detections of those frames
+    frame_index: Any  # (F,) indices of the conditioning frames in the clip
+    frames: Any  # (F, H, W, 3) uint8 conditioning frames (for overlays)
+
+
+@dataclass
+class MelLatents:
+    """Denoised mel-VAE latents of a clip and how to decode them (windows, length)."""
+
+    latents: Any  # (1, C, T_total, F) latents of all windows side by side
+    plan: Any  # core.v2a.windows.WindowPlan
+    duration: float  # seconds of audio to produce
+    latent_rate: float  # latent frames per second
+    crossfade_seconds: float  # crossfade at each window join
+    window_batch: int  # windows decoded at once
+
+
+def _v2a_frames(frames, fps: float):
+    import math
+
+    if not hasattr(frames, "dim") or frames.dim() != 4 or frames.shape[-1] != 3 or frames.shape[0] == 0:
+        raise InputError(f"frames must be a non-empty (N, H, W, 3) tensor; got {tuple(getattr(frames, 'shape', ()))}")
+    if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
+        raise InputError(f"fps must be a positive number; got {fps!r}")
+
+
+def v2a_ground(pipe, frames, fps: float, prompt: str) -> ObjectConditions:
+    """Steps 2 and 4: nouns of ``prompt``, the conditioning frames, their detections and object embeddings."""
+    from .v2a.pipeline import frames_to_uint8, sample_frame_indices
+    from .v2a.tagger import extract_nouns
+
+    _v2a_frames(frames, fps)
+    nouns = extract_nouns(prompt) if prompt and prompt.strip() else []
+    if not nouns:
+        raise InputError(f"no object nouns found in the prompt {prompt!r}: name the objects that sound, e.g. 'dog, car'")
+    idx = sample_frame_indices(frames.shape[0], float(fps), pipe.denoiser.config.frame_rate)
+    cond = frames_to_uint8(frames[idx])
+    embeds, det = pipe.object_embeddings(cond, nouns)
+    return ObjectConditions(tuple(nouns), embeds, det, idx, cond)
+
+
+def v2a_diffuse(pipe, frames, fps: float, objects: Optional[ObjectConditions] = None, negative_prompt: Optional[str] = None,
+                duration: Optional[float] = None, steps: Optional[int] = None, guidance: float = 3.0,
+                seed: int = 0, scheduler: str = "ddpm", callback: Optional[ProgressCallback] = None) -> MelLatents:
+    """Steps 2, 3 and 5: CLIP embeds of the conditioning frames, then windowed denoising (MultiDiffusion)."""
+    import math
+
+    import torch
+
+    from .v2a.pipeline import sample_frame_indices
+    from .v2a.sampling import default_steps, scheduler_name
+    from .v2a.tagger import extract_nouns
+    from .v2a.windows import sample_windows
+
+    _v2a_frames(frames, fps)
+    cfg = pipe.denoiser.config
+    duration = frames.shape[0] / float(fps) if not duration else float(duration)
+    scheduler = scheduler_name(scheduler)
+    steps = default_steps(scheduler) if not steps else int(steps)
+    if guidance < 0:
+        raise InputError(f"guidance must be >= 0; got {guidance}")
+    negative_nouns = extract_nouns(negative_prompt) if negative_prompt and negative_prompt.strip() else []
+    object_embeds = objects.embeds if objects is not None else None
+    if (object_embeds is not None or negative_nouns) and not pipe.denoiser.has_objects:
+        log.warning("this denoiser has no object branch (scheme %s): objects are ignored", cfg.scheme)
+        object_embeds, negative_nouns = None, []
+    idx = sample_frame_indices(frames.shape[0], float(fps), cfg.frame_rate)
+    if object_embeds is not None and object_embeds.shape[0] != idx.shape[0]:
+        raise InputError(f"the objects were grounded on {object_embeds.shape[0]} conditioning frames but this clip has "
+                         f"{idx.shape[0]}: ground the same frames at the same fps")
+    generator = torch.Generator().manual_seed(int(seed))
+    video_embeds = pipe.encode_frames(frames[idx])
+    if callback is not None:
+        callback(0, steps, {"stage": "conditions"})
+    negative = pipe.negative_embeddings(idx.shape[0], negative_nouns) if negative_nouns else None
+    n_latent = max(1, math.ceil(duration * cfg.latent_rate - 1e-6))
+    latents, plan = sample_windows(
+        pipe.denoiser, video_embeds, n_latent, object_embeds=object_embeds, negative_object_embeds=negative,
+        steps=steps, guidance=float(guidance), scheduler=scheduler, generator=generator,
+        overlap=int(round(pipe.overlap_seconds * cfg.latent_rate)), window_batch=pipe.window_batch, callback=callback)
+    return MelLatents(latents, plan, duration, float(cfg.latent_rate), pipe.crossfade_seconds, pipe.window_batch)
+
+
+def v2a_vocode(vae, vocoder, mel: MelLatents, callback: Optional[ProgressCallback] = None):
+    """Steps 6-7: decode the windows with the mel VAE, vocode, crossfade, trim. -> (waveform (1, N), rate)."""
+    import math
+
+    from .v2a.windows import decode_windows
+
+    sr = int(vocoder.sample_rate)
+    spl = sr / mel.latent_rate
+    if abs(spl - round(spl)) > 1e-6:
+        raise InputError(f"vocoder rate {sr} Hz is not a whole number of samples per latent frame ({mel.latent_rate}/s)")
+    spl = int(round(spl))
+    hop = int(getattr(vocoder, "hop_length", spl // 4))
+    if spl % hop:
+        raise InputError(f"vocoder hop {hop} does not divide the {spl} samples of a latent frame: "
+                         "use a vocoder with the mel settings the VAE and denoiser were trained on")
+    n_samples = int(round(mel.duration * sr))
+
+    def decode(z):
+        m = vae.decode(z)
+        m = m[:, 0] if m.dim() == 4 else m
+        return [vocoder(m), m]
+
+    wav, _ = decode_windows(mel.latents, mel.plan, decode, (spl, spl // hop), (n_samples, int(math.ceil(n_samples / hop))),
+                            (int(mel.crossfade_seconds * sr), max(1, int(mel.crossfade_seconds * sr / hop))),
+                            mel.window_batch, callback)
+    return wav.clamp(-1, 1).unsqueeze(0), sr
+
+
+def detections_overlay(frames, detections, alpha: float = 0.45):
+    """Frames (F, H, W, 3) uint8 with detection masks tinted and boxes outlined -> (IMAGE (F, H, W, 3), MASK (F, H, W))."""
+    import torch
+
+    palette = torch.tensor([[1.0, 0.2, 0.2], [0.2, 0.8, 0.2], [0.2, 0.4, 1.0], [1.0, 0.8, 0.1], [0.8, 0.2, 0.9],
+                            [0.1, 0.9, 0.9]])
+    img = frames.float() / 255.0
+    F_, H, W = img.shape[:3]
+    union = torch.zeros(F_, H, W)
+    for f in range(F_):
+        masks = detections.masks[f] if f < len(detections.masks) else []
+        labels = detections.labels[f] if f < len(detections.labels) else []
+        boxes = detections.boxes[f] if f < len(detections.boxes) else []
+        for k in range(len(masks)):
+            m = masks[k].to(torch.bool)
+            if m.shape != (H, W):
+                continue
+            color = palette[int(labels[k]) % len(palette)] if len(labels) > k else palette[0]
+            img[f][m] = (1 - alpha) * img[f][m] + alpha * color
+            union[f] = torch.maximum(union[f], m.float())
+        for k in range(len(boxes)):
+            x0, y0, x1, y1 = [int(round(float(v))) for v in boxes[k]]
+            x0, x1 = max(0, min(x0, W - 1)), max(0, min(x1, W - 1))
+            y0, y1 = max(0, min(y0, H - 1)), max(0, min(y1, H - 1))
+            color = palette[int(labels[k]) % len(palette)] if len(labels) > k else palette[0]
+            img[f, y0:y1 + 1, [x0, x1]] = color
+            img[f, [y0, y1], x0:x1 + 1] = color
+    return img.clamp(0, 1), union

@@ -102,7 +102,7 @@ class SynesthesiaCLIPLoader:
     RETURN_TYPES = ("SYN_CLIP",)
     RETURN_NAMES = ("clip",)
     FUNCTION = "load"
-    REQUIRES = ("transformers", "safetensors")
+    REQUIRES = ("transformers", "safetensors", "accelerate")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -154,3 +154,96 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "SynesthesiaCLIPLoader": "Load CLIP",
     "SynesthesiaVTALoader": "Load VTA Denoiser",
 }
+
+
+class SynesthesiaMelVAELoader:
+    DESCRIPTION = ("Load the mel VAE that turns VTA latents into mel spectrograms: AudioLDM's vae/ folder, the "
+                   "original audioldm-s-full .ckpt, or our folder.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("SYN_MEL_VAE",)
+    RETURN_NAMES = ("mel_vae",)
+    FUNCTION = "load"
+    REQUIRES = ("diffusers", "safetensors")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"model": _model_input("mel_vae", "Mel VAE in models/synesthesia/mel_vae (or models/vae).")}}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, model):
+        return _validate("mel_vae", model)
+
+    def load(self, model):
+        from ..core.v2a.vae import load_mel_vae
+
+        return (load_mel_vae(host.resolve_model("mel_vae", model), device=host.torch_device()),)
+
+
+GRIFFIN_LIM = "griffin-lim (no weights, AudioLDM 16 kHz mel)"
+
+
+class SynesthesiaVocoderLoader:
+    DESCRIPTION = ("Load the vocoder that turns mel spectrograms into sound: HiFi-GAN from AudioLDM's vocoder/ "
+                   "folder, a jik876 generator file or our folder; or Griffin-Lim, which needs no weights.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("SYN_VOCODER",)
+    RETURN_NAMES = ("vocoder",)
+    FUNCTION = "load"
+    REQUIRES = ("transformers", "safetensors")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"model": _model_input("vocoder", "Vocoder in models/synesthesia/vocoder, or Griffin-Lim.",
+                                                   (GRIFFIN_LIM,))}}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, model):
+        return _validate("vocoder", model, (GRIFFIN_LIM,))
+
+    def load(self, model):
+        from ..core.v2a.vocoder import GriffinLimVocoder, load_vocoder
+
+        if model == GRIFFIN_LIM:
+            from ..core.mel import AUDIOLDM_16K
+
+            return (GriffinLimVocoder(AUDIOLDM_16K),)
+        return (load_vocoder(host.resolve_model("vocoder", model), device=host.torch_device()),)
+
+
+class SynesthesiaGroundingLoader:
+    DESCRIPTION = ("Load the object grounding of VTA-SAM: Grounding DINO + SAM (a folder holding both, as Hugging "
+                   "Face folders or ComfyUI's grounding-dino/ + sams/ files), or 'clip' to score each object "
+                   "against each frame with CLIP alone (no extra weights).")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("SYN_GROUNDER",)
+    RETURN_NAMES = ("grounder",)
+    FUNCTION = "load"
+    REQUIRES = ("transformers", "safetensors")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"model": _model_input("grounding", "'clip', or a folder with Grounding DINO and SAM in "
+                                                                "models/synesthesia/grounding.", ("clip",))},
+                "optional": {"clip": ("SYN_CLIP", {"tooltip": "CLIP with a text tower; needed for 'clip'."})}}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, model):
+        return _validate("grounding", model, ("clip",))
+
+    def load(self, model, clip=None):
+        from ..core.v2a.grounding import load_grounder
+
+        spec = "clip" if model == "clip" else str(host.resolve_model("grounding", model))
+        return (load_grounder(spec, clip=clip, device=host.torch_device()),)
+
+
+NODE_CLASS_MAPPINGS.update({
+    "SynesthesiaMelVAELoader": SynesthesiaMelVAELoader,
+    "SynesthesiaVocoderLoader": SynesthesiaVocoderLoader,
+    "SynesthesiaGroundingLoader": SynesthesiaGroundingLoader,
+})
+NODE_DISPLAY_NAME_MAPPINGS.update({
+    "SynesthesiaMelVAELoader": "Load Mel VAE",
+    "SynesthesiaVocoderLoader": "Load Vocoder",
+    "SynesthesiaGroundingLoader": "Load Grounding Models",
+})
