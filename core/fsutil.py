@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Iterator, Union
 
@@ -28,9 +28,17 @@ def atomic_path(target: PathLike, suffix: str | None = None) -> Iterator[Path]:
 
         raise InputError(f"output folder {folder} does not exist: create it or choose another output path")
     ext = suffix if suffix is not None else target.suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".part{ext}", dir=folder)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    # Like mkstemp (exclusive create, random name) but with the umask's permissions (mkstemp
+    # makes 0600 files, which would leave every finished output private to its writer).
+    for _ in range(100):
+        tmp_path = folder / f".{target.stem}.{secrets.token_hex(4)}.part{ext}"
+        try:
+            os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise FileExistsError(f"could not create a temporary file next to {target}")
     try:
         yield tmp_path
         os.replace(tmp_path, target)

@@ -416,3 +416,18 @@ def test_module_import_does_not_import_av():
 
 def test_errors_are_input_errors():
     assert issubclass(MediaError, InputError)
+
+
+def test_written_files_get_umask_permissions(tmp_path):
+    """The temporary file is renamed into place, so its mode is the result's: it must follow
+    the umask like a normal file (mkstemp's 0600 would make every output private)."""
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        out = media.write_audio(tmp_path / "p.wav", np.zeros((1, 10), np.float32), 8000)
+        vid = media.write_video(tmp_path / "p.mp4", np.zeros((2, 16, 16, 3), np.uint8), 10)
+    finally:
+        os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o644
+    assert vid.stat().st_mode & 0o777 == 0o644
