@@ -270,7 +270,6 @@ def _load_folder(folder: Path) -> ClipEncoder:
     except json.JSONDecodeError as e:
         raise InputError(f"{cfg_file} is not valid JSON ({e}): download the model again") from None
     model_type = raw.get("model_type")
-    sd = _read_weights(folder)
     if model_type == "clip":
         config = CLIPConfig.from_dict(raw)
         vision_cfg, text_cfg = config.vision_config, config.text_config
@@ -281,6 +280,7 @@ def _load_folder(folder: Path) -> ClipEncoder:
     else:
         raise InputError(f"{cfg_file} describes a {model_type!r} model, not CLIP (clip / clip_vision_model): "
                          "pick a CLIP folder")
+    sd = _read_weights(folder)
     vision, vproj = _build_vision(vision_cfg, projection_dim, sd, str(folder))
 
     text_model = tproj = tokenizer = None
