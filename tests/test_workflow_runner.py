@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 import tiny_s2v as T
-from media_fixtures import write_audio_file
+from media_fixtures import sine, write_audio_file, write_video_file
 from test_nodes_models import build_models_root
+from test_nodes_v2a import build_v2a_models
 
 from synesthesia.core import workflow as W
 from synesthesia.core.errors import Cancelled, InputError
@@ -28,8 +29,12 @@ def env(tmp_path_factory):
     from tiny_clip import make_tiny_clip
 
     make_tiny_clip(s / "clip" / "clip-vit-base-patch32")
+    build_v2a_models(models)
     (base / "input").mkdir()
     write_audio_file(base / "input" / "sound.wav", T.tone(1.2).numpy(), T.SR)
+    # 1.2 s at 10 fps: one window of the tiny denoiser (32 latent frames at 25/s)
+    write_video_file(base / "input" / "clip.mp4", n_frames=12, fps=10, size=(32, 32), audio=sine(220, 16000, 1.2),
+                     sample_rate=16000)
     return base
 
 
@@ -54,6 +59,28 @@ def test_shipped_workflow_runs_end_to_end(env, tmp_path, name):
     assert [c[2]["node"] for c in calls if c[2].get("stage") == "node"] == res.order
     if name.endswith("_text"):
         assert [c for c in calls if c[2].get("stage") == "prompt"][-1][:2] == (3, 3)  # K candidates scored
+
+
+@pytest.mark.parametrize("name", ["video_to_foley", "video_to_foley_text"])
+def test_foley_workflow_runs_end_to_end(env, tmp_path, name):
+    from synesthesia.core import media
+
+    calls = []
+    prompt = W.load_workflow(WF / f"{name}_api.json")
+    res = W.run_workflow(prompt, {"SynesthesiaVTADiffuse.steps": 2}, models_dir=env / "models",
+                         input_dir=env / "input", output_dir=tmp_path, callback=lambda s, t, i: calls.append((s, t, dict(i))))
+    videos = [f for f in res.files if f.suffix == ".mp4"]
+    flacs = [f for f in res.files if f.suffix == ".flac"]
+    assert len(videos) == 1 and len(flacs) == 1
+    info = media.probe(videos[0])
+    assert info.n_frames == 12 and info.fps == pytest.approx(10.0) and info.has_audio
+    wav, sr = media.read_audio(flacs[0])
+    assert sr == 16000 and wav.shape == (1, 19200)  # exactly as long as the clip
+    assert [c for c in calls if c[2].get("node") == "6" and c[2].get("stage") != "node"][-1][:2] == (2, 2)
+    if name.endswith("_text"):
+        objects = res.outputs["13"][0]
+        assert objects.nouns == ("dog", "car") and res.outputs["13"][1].shape[1:] == (32, 32, 3)
+        assert [f for f in res.files if f.suffix == ".png"]  # the overlay preview
 
 
 def test_ui_file_runs_like_the_api_file(env, tmp_path):

@@ -15,7 +15,7 @@ from synesthesia.nodes import NODE_CLASS_MAPPINGS as OURS
 ROOT = Path(__file__).resolve().parents[1]
 OBJECT_INFO = ROOT.parent / "shared" / "comfyui" / "object_info-0.3.64.json"
 UI_FILES = sorted(p for p in (ROOT / "workflows").glob("*.json") if not p.name.endswith("_api.json"))
-EXPECTED = {"sound_to_video", "sound_to_video_text"}
+EXPECTED = {"sound_to_video", "sound_to_video_text", "video_to_foley", "video_to_foley_text"}
 
 
 @pytest.fixture(scope="module")
