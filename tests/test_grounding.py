@@ -241,3 +241,19 @@ def test_draw_overlay_marks_masks_and_boxes():
     assert torch.equal(out[1], fr[1])  # nothing found, nothing drawn
     big = g.draw_overlay(torch.zeros(2, 80, 120, 3), det, alpha=0.5)  # float frames twice the size
     assert big.dtype == torch.float32 and torch.allclose(big[0, 30, 40], 0.5 * car / 255, atol=1 / 255)
+
+
+def test_convert_command_writes_loadable_hf_folders(models, tmp_path):
+    from synesthesia.core.cli import main
+
+    dino_out, sam_out = tmp_path / "gd", tmp_path / "sam"
+    assert main(["-q", "convert", "grounding-dino", str(models.comfy / "grounding-dino" / "groundingdino_swint_ogc.pth"),
+                 "-o", str(dino_out)]) == 0
+    assert main(["-q", "convert", "sam", str(models.comfy / "sams" / "sam_vit_b_01ec64.pth"), "-o", str(sam_out)]) == 0
+    assert (dino_out / "tokenizer.json").exists() or (dino_out / "vocab.txt").exists()  # the tokenizer came along
+    dino, tok = g.load_grounding_dino(dino_out)
+    sam = g.load_sam(sam_out)
+    for ref, got in ((models.dino, dino), (models.sam, sam)):
+        a, b = ref.state_dict(), got.state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    assert tok.convert_tokens_to_ids("dog") == tg.VOCAB.index("dog")

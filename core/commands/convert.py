@@ -16,6 +16,7 @@ CONVERTERS: dict[str, tuple[str, str, str]] = {}
 CONVERTERS.update({"stylegan": ("s2v.convert", "convert_stylegan", "StyleGAN2/3 generator, rosinality .pt or NVIDIA .pkl (sniffed)"), "stylegan-rosinality": ("s2v.convert", "convert_rosinality", "rosinality stylegan2-pytorch .pt"), "stylegan-nvidia": ("s2v.convert", "convert_nvidia", "NVIDIA stylegan2-ada / stylegan3 .pkl")})
 CONVERTERS["vta-ldm"] = ("v2a.convert", "convert_vta_ldm", "VTA-LDM checkpoint folder with pytorch_model_2.bin")
 CONVERTERS.update({"audioldm-vae": ("v2a.vae", "convert_audioldm_vae", "AudioLDM mel VAE: original .ckpt or diffusers vae/ folder"), "hifigan": ("v2a.vocoder", "convert_vocoder", "HiFi-GAN vocoder: AudioLDM .ckpt / vocoder/ folder, jik876 generator")})
+CONVERTERS.update({"grounding-dino": ("v2a.grounding_convert", "convert_grounding_dino", "original groundingdino_swint_ogc.pth -> HF folder"), "sam": ("v2a.grounding_convert", "convert_sam", "original sam_vit_*.pth -> HF folder")})
 
 
 def convert(kind: str, src, dst, **options) -> Path:

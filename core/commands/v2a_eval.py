@@ -73,25 +73,12 @@ def _video_for(clip: Path, reference: Optional[Path]) -> Optional[Path]:
     return None
 
 
-def _resolve(value: str, kind: str, pattern: str) -> Path:
-    from ..store import resolve
-
-    path = resolve(value, kind)
-    if path.is_dir():
-        found = sorted(p for p in path.glob(pattern) if "pca" not in p.name)
-        if not found:
-            from ..errors import ModelNotFoundError
-
-            raise ModelNotFoundError(f"no {pattern} in {path}")
-        path = found[0]
-    return path
-
-
 def evaluate(generated: Path, reference: Optional[Path] = None, cnn14: Optional[str] = None, vggish: Optional[str] = None,
              av_align: bool = True, max_seconds: Optional[float] = None, device: str = "auto") -> Dict[str, Any]:
     """The metrics the inputs allow, as a JSON-ready dict."""
     from ..device import select_device
     from ..errors import InputError
+    from ..store import resolve
     from ..v2a import metrics as M
 
     gen = list_clips(generated)
@@ -103,7 +90,7 @@ def evaluate(generated: Path, reference: Optional[Path] = None, cnn14: Optional[
     dev = select_device(device)
 
     if cnn14 and ref:
-        model = M.load_cnn14(_resolve(cnn14, "audio_classifiers", "Cnn14*.pth")).to(dev)
+        model = M.load_cnn14(resolve(cnn14, "audio_classifiers")).to(dev)
         g, r = M.cnn14_outputs(model, gen, max_seconds), M.cnn14_outputs(model, ref, max_seconds)
         out["fd_panns"] = M.frechet_distance_features(g["embedding"], r["embedding"])
         ref_index = {p.stem: i for i, p in enumerate(ref)}
@@ -117,7 +104,7 @@ def evaluate(generated: Path, reference: Optional[Path] = None, cnn14: Optional[
     else:
         skipped["fd_panns"] = skipped["kl"] = "needs --cnn14 and a reference folder"
     if vggish and ref:
-        model = M.load_vggish(_resolve(vggish, "audio_classifiers", "vggish*.pth")).to(dev)
+        model = M.load_vggish(resolve(vggish, "audio_classifiers")).to(dev)
         out["fad_vggish"] = M.frechet_distance_features(M.vggish_embeddings(model, gen, max_seconds),
                                                         M.vggish_embeddings(model, ref, max_seconds))
     else:

@@ -493,7 +493,8 @@ def load_grounder(spec, clip=None, device=None, dtype=None, tokenizer=None, **op
 
     * ``"clip"``: :class:`ClipGrounder` over ``clip`` (a ``ClipEncoder`` with a text tower);
       ``options`` go to it (``mode``, ``scale``, ...);
-    * ``(dino_path, sam_path)``: :class:`GroundingSamGrounder`; ``options`` fill :class:`GroundingSamConfig`;
+    * ``(dino, sam)`` paths or model names (``synesthesia models``): :class:`GroundingSamGrounder`;
+      ``options`` fill :class:`GroundingSamConfig`;
     * a folder holding both (HF folders or the ComfyUI ``grounding-dino/`` + ``sams/`` layout).
 
     Models are cached per path (:mod:`..cache`).
@@ -504,8 +505,10 @@ def load_grounder(spec, clip=None, device=None, dtype=None, tokenizer=None, **op
         if clip is None:
             raise InputError("the CLIP grounder needs a CLIP model: pass clip=load_clip(...)")
         return ClipGrounder(clip, **options)
-    if isinstance(spec, (tuple, list)) and len(spec) == 2:
-        dino_path, sam_path = Path(spec[0]), Path(spec[1])
+    from ..store import resolve
+
+    if isinstance(spec, (tuple, list)) and len(spec) == 2:  # paths or manifest names
+        dino_path, sam_path = resolve(spec[0], "grounding-dino"), resolve(spec[1], "sams")
     else:
         dino_path, sam_path = find_grounding_models(spec)
     dino, tok = cache.get_or_load(cache.cache_key(dino_path, ("grounding_dino", str(tokenizer))),

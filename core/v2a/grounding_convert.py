@@ -458,14 +458,21 @@ def load_original_sam(path: str | os.PathLike, overrides: Mapping[str, Any] | No
 
 
 def convert_grounding_dino(src: Path, dst: Path, tokenizer: str | os.PathLike | None = None) -> Path:
-    """``synesthesia convert grounding-dino``: original ``.pth`` -> Hugging Face folder."""
+    """``synesthesia convert grounding-dino``: original ``.pth`` -> Hugging Face folder.
+
+    The BERT tokenizer (``bert-base-uncased``) is copied in when found (``tokenizer`` or a
+    ``bert-base-uncased`` folder beside the checkpoint), so the folder loads on its own.
+    """
+    from ..errors import ModelNotFoundError
+    from .grounding import _find_tokenizer
+
     model = load_original_grounding_dino(src)
     dst.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(dst)
-    if tokenizer is not None:
-        from transformers import AutoTokenizer
-
-        AutoTokenizer.from_pretrained(str(tokenizer)).save_pretrained(dst)
+    try:
+        _find_tokenizer(Path(src), tokenizer).save_pretrained(dst)
+    except ModelNotFoundError as e:
+        log.warning("%s; copy bert-base-uncased's vocab.txt into %s before using it", e, dst)
     return dst
 
 

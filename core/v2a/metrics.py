@@ -429,10 +429,24 @@ def _load_checked(model: nn.Module, sd: Mapping[str, Any], path: str) -> None:
     model.load_state_dict({k: sd[k] for k in own})
 
 
+def _weights_in(path: str | os.PathLike, pattern: str) -> Path:
+    """``path`` itself, or for a folder the first ``pattern`` file in it (PCA parameters skipped)."""
+    from ..errors import ModelNotFoundError
+
+    path = Path(path)
+    if path.is_dir():
+        found = sorted(p for p in path.glob(pattern) if "pca" not in p.name)
+        if not found:
+            raise ModelNotFoundError(f"no {pattern} file in {path}")
+        return found[0]
+    return path
+
+
 def load_cnn14(path: str | os.PathLike) -> Cnn14:
     """PANNs CNN14 from ``Cnn14_16k_mAP=0.438.pth`` / ``Cnn14_mAP=0.431.pth`` (``{"model": ...}``), safely."""
     from ..safeload import find_state_dict, load_state_dict
 
+    path = _weights_in(path, "Cnn14*.pth")
     sd = find_state_dict(load_state_dict(path), keys=("model", "state_dict"))
     model = Cnn14(cnn14_config_from_state_dict(sd, str(path)))
     _load_checked(model, sd, str(path))
@@ -522,6 +536,7 @@ def load_vggish(path: str | os.PathLike) -> VGGish:
     """VGGish from torchvggish's ``vggish-10086976.pth`` (a bare state dict), safely."""
     from ..safeload import find_state_dict, load_state_dict
 
+    path = _weights_in(path, "vggish*.pth")
     sd = find_state_dict(load_state_dict(path))
     convs = sorted((int(k.split(".")[1]) for k in sd if k.startswith("features.") and k.endswith(".weight")))
     if len(convs) != 6 or "embeddings.4.weight" not in sd:
