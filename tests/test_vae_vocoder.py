@@ -116,6 +116,37 @@ def test_ldm_key_map_agrees_with_diffusers_converter(audioldm):
         assert torch.equal(ours[k], theirs[k]), k
 
 
+def test_real_size_layouts_on_meta_tensors():
+    """The full-size layouts (audioldm-s-full VAE 128/256/512 x 2 resnets, its 1024-wide 16 kHz vocoder,
+    jik876 V1 universal) map completely, with the configs read from shapes; meta tensors, no memory."""
+    import re
+
+    from diffusers import AutoencoderKL
+    from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig
+
+    from synesthesia.core.v2a.audioldm_convert import (AUDIOLDM_HIFIGAN_16K, audioldm_vocoder_from_ckpt,
+                                                       convert_hifigan, convert_ldm_vae)
+    from tiny_audioldm import Jik876Generator, vae_to_ldm_state_dict
+
+    with torch.device("meta"):
+        vae = AutoencoderKL(in_channels=1, out_channels=1, latent_channels=8, block_out_channels=[128, 256, 512],
+                            down_block_types=["DownEncoderBlock2D"] * 3, up_block_types=["UpDecoderBlock2D"] * 3,
+                            layers_per_block=2)
+        voc = SpeechT5HifiGan(SpeechT5HifiGanConfig(**AUDIOLDM_HIFIGAN_16K))
+        v1 = Jik876Generator({**TINY_JIK876, "upsample_initial_channel": 512})
+    sd = {f"first_stage_model.{k}": v for k, v in vae_to_ldm_state_dict(vae).items()}
+    sd.update({"first_stage_model.vocoder." + re.sub(r"^upsampler\.", "ups.", k): v
+               for k, v in voc.state_dict().items() if k not in ("mean", "scale")})
+    sd["scale_factor"] = torch.tensor(0.9)
+    config, out = convert_ldm_vae(sd, "meta")
+    assert config["block_out_channels"] == [128, 256, 512] and config["layers_per_block"] == 2
+    assert set(out) == set(vae.state_dict())
+    assert audioldm_vocoder_from_ckpt(sd, "meta")[0] == AUDIOLDM_HIFIGAN_16K
+    cfg, _ = convert_hifigan(v1.state_dict(), None, "meta")
+    assert (cfg["upsample_initial_channel"], cfg["upsample_rates"], cfg["sampling_rate"], cfg["model_in_dim"]) == \
+        (512, [8, 8, 2, 2], 22050, 80)
+
+
 def test_damaged_ckpt_is_refused_with_the_key(audioldm, tmp_path):
     from synesthesia.core.safeload import load_state_dict
     from synesthesia.core.v2a.audioldm_convert import lightning_safe_globals
