@@ -245,13 +245,8 @@ def _padded_window(cfg: MelConfig, window: Optional[torch.Tensor], device, dtype
     return F.pad(window, (left, cfg.n_fft - window.shape[-1] - left))
 
 
-def _spectrum(x: torch.Tensor, cfg: MelConfig, window: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Frames-major complex spectrum ``(B, T, n_freq)`` of ``x`` ``(B, N)``.
-
-    Reflect padding, framing by ``unfold`` (a view), windowing and one batched ``rfft``: the same
-    numbers as ``torch.stft`` (tests check it against the numpy reference), but frames-major, so the
-    magnitude and the filterbank product run over contiguous memory (about 1.5x faster on CPU).
-    """
+def _frames(x: torch.Tensor, cfg: MelConfig) -> torch.Tensor:
+    """Reflect-pad ``x`` ``(B, N)`` and frame it: ``(B, T, n_fft)``, a strided view (no copy)."""
     n = x.shape[-1]
     if n <= cfg.pad or n == 0:
         raise InputError(
@@ -259,7 +254,16 @@ def _spectrum(x: torch.Tensor, cfg: MelConfig, window: Optional[torch.Tensor] = 
             f"({cfg.pad / cfg.sample_rate * 1000:.0f} ms): pad the audio or use a longer clip"
         )
     x = F.pad(x[:, None], (cfg.pad, cfg.pad), mode="reflect")[:, 0]  # (B, N + 2 pad)
-    frames = x.unfold(-1, cfg.n_fft, cfg.hop_length)  # (B, T, n_fft), a strided view
+    return x.unfold(-1, cfg.n_fft, cfg.hop_length)
+
+
+def _spectrum(x: torch.Tensor, cfg: MelConfig, window: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Frames-major complex spectrum ``(B, T, n_freq)`` of ``x`` ``(B, N)``.
+
+    Reflect padding, framing by ``unfold``, windowing and one batched ``rfft``: the numbers of
+    ``torch.stft`` (a test checks it), laid out frames-major.
+    """
+    frames = _frames(x, cfg)
     return torch.fft.rfft(frames * _padded_window(cfg, window, x.device, x.dtype), dim=-1)  # (B, T, n_freq)
 
 
@@ -272,14 +276,29 @@ def stft(waveform: torch.Tensor, cfg: MelConfig, window: Optional[torch.Tensor] 
     return _spectrum(x, cfg, window).transpose(1, 2)
 
 
+# Frames per block on the CPU: keeps a block's frames and spectrum (~2 MB) in cache, which takes
+# about a third off the time of a long clip; GPUs get the whole clip at once.
+CPU_BLOCK_FRAMES = 512
+
+
 def _log_mel(x: torch.Tensor, cfg: MelConfig, window: torch.Tensor, fb: torch.Tensor) -> torch.Tensor:
     lo, hi = _band(cfg)
-    spec = _spectrum(x, cfg, window)[..., lo:hi]  # (B, T, used bins)
-    mag = torch.hypot(spec.real, spec.imag)  # |X|; faster than complex abs on CPU
-    if cfg.power != 1.0:
-        mag = mag.pow(cfg.power)
-    mel = torch.matmul(mag, fb[lo:hi])  # (B, T, n_mels)
-    return torch.log(torch.clamp(mel, min=cfg.clamp_min)).transpose(1, 2).contiguous()  # (B, n_mels, T)
+    fb = fb[lo:hi]  # (used bins, n_mels): bins no filter uses are never computed further
+    frames = _frames(x, cfg)  # (B, T, n_fft) view
+    win = _padded_window(cfg, window, x.device, x.dtype)
+    b, t = frames.shape[:2]
+    if x.device.type != "cpu" or t <= CPU_BLOCK_FRAMES:
+        blocks = [(slice(None), slice(None))]  # the whole batch at once
+    else:
+        blocks = [(i, slice(s, s + CPU_BLOCK_FRAMES)) for i in range(b) for s in range(0, t, CPU_BLOCK_FRAMES)]
+    mel = torch.empty(b, t, cfg.n_mels, device=x.device, dtype=x.dtype)
+    for i, span in blocks:
+        spec = torch.fft.rfft(frames[i, span] * win, dim=-1)[..., lo:hi]  # ([B,] blk, used bins)
+        mag = torch.hypot(spec.real, spec.imag)  # |X|; faster than complex abs on CPU
+        if cfg.power != 1.0:
+            mag = mag.pow(cfg.power)
+        mel[i, span] = torch.matmul(mag, fb)  # ([B,] blk, n_mels)
+    return torch.log(mel.clamp_(min=cfg.clamp_min)).transpose(1, 2).contiguous()  # (B, n_mels, T)
 
 
 def log_mel(waveform: torch.Tensor, cfg: MelConfig = AUDIOLDM_16K) -> torch.Tensor:

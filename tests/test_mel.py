@@ -236,3 +236,15 @@ def test_stft_equals_torch_stft(padding, win_length):
     ours = mel.stft(x, cfg)
     assert ours.shape == ref.shape == (2, cfg.n_freq, cfg.n_frames(7000))
     assert torch.allclose(ours, ref, atol=1e-10)
+
+
+def test_long_batched_input_uses_cpu_blocks_and_matches_reference(monkeypatch):
+    cfg = mel.AUDIOLDM_16K
+    x = torch.rand(2, 16000 * 7) * 1.8 - 0.9  # 701 frames: more than one CPU block
+    assert cfg.n_frames(x.shape[-1]) > mel.CPU_BLOCK_FRAMES
+    blocked = mel.log_mel(x, cfg)
+    for i in range(2):
+        ref = _ref_log_mel(x[i].double().numpy(), cfg)
+        np.testing.assert_allclose(blocked[i].double().numpy(), ref, rtol=0, atol=1e-5)
+    monkeypatch.setattr(mel, "CPU_BLOCK_FRAMES", 10**9)
+    assert torch.allclose(mel.log_mel(x, cfg), blocked, atol=1e-6)
