@@ -265,6 +265,21 @@ def test_iter_frames_streams_with_bounded_memory(tmp_path):
     assert peak < 8 * 320 * 240 * 3, f"peak {peak / 1e6:.1f} MB: frames are being accumulated"
 
 
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts open files through /proc (Linux)")
+def test_iter_frames_is_lazy_and_closes_the_file_when_dropped(files):
+    import os
+
+    fds = lambda: len(os.listdir("/proc/self/fd"))  # noqa: E731
+    before = fds()
+    it = media.iter_frames(files["mp4"], fps=5)
+    assert fds() == before  # the call checks the file and closes it; decoding starts on next()
+    t, frame = next(it)
+    assert t == 0.0 and mf.frame_index(frame) == 0
+    assert fds() > before  # the decoder holds the file while iterating
+    it.close()  # what a `break` out of a for-loop does when the generator is dropped
+    assert fds() == before
+
+
 # ----------------------------------------------------------------------------- writers
 
 
