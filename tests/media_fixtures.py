@@ -116,11 +116,12 @@ def write_video_file(
     fmt: str | None = None,
     options: dict | None = None,
     rotation: int | None = None,
+    gop: int | None = None,
 ) -> Path:
     """Write ``n_frames`` index frames at ``fps`` (and optionally an audio track) to ``path``.
 
     ``rotation`` (degrees counter-clockwise, as FFmpeg's display matrix) marks the clip for
-    players to rotate, the way phones store portrait video."""
+    players to rotate, the way phones store portrait video. ``gop`` sets the keyframe interval."""
     import av
 
     path = Path(path)
@@ -137,6 +138,10 @@ def write_video_file(
             vs.options = {"crf": "10", "b": "0", "deadline": "realtime", "cpu-used": "8"}
         else:
             vs.bit_rate = 2_000_000
+        if gop is not None:  # a keyframe every `gop` frames, so seeking has somewhere to land
+            vs.codec_context.gop_size = gop
+            if codec == "libx264":
+                vs.options = {**vs.options, "keyint": str(gop), "min-keyint": str(gop), "scenecut": "0"}
         as_ = None
         if audio is not None:
             as_ = container.add_stream(audio_codec, rate=sample_rate, layout=_layout(audio.shape[0]))

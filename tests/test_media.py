@@ -220,6 +220,20 @@ def test_window_and_fps(files):
     assert tn.tolist() == pytest.approx([1.0, 1.04, 1.08, 1.12, 1.16])
 
 
+@pytest.mark.parametrize("ext, codec", [("mp4", "libx264"), ("mkv", "libx264"), ("webm", "libvpx-vp9")])
+def test_seeking_between_keyframes(tmp_path, ext, codec):
+    """Keyframes every 10 frames: a start between them seeks to the one before and decodes
+    forward; the frames and times must be those of a full read."""
+    src = mf.write_video_file(tmp_path / f"g.{ext}", 100, 25, (64, 48), codec=codec, gop=10)
+    frames, t = media.read_frames(src, start=2.5, duration=0.4)  # frames 63 .. 72 (keyframe at 60)
+    assert [mf.frame_index(f) for f in frames] == list(range(63, 73))
+    torch.testing.assert_close(t, torch.arange(63, 73, dtype=torch.float64) / 25)
+    frames, t = media.read_frames(src, fps=10, start=3.03, duration=0.5)
+    assert [mf.frame_index(f) for f in frames] == [int(math.floor((3.03 + k / 10) * 25 + 1e-6)) for k in range(5)]
+    tail, _ = media.read_frames(src, fps=4, start=3.9)  # the last frame ends at 4.0 s
+    assert [mf.frame_index(f) for f in tail] == [97]
+
+
 def test_resize(files):
     frames, _ = media.read_frames(files["mp4"], size=(32, 20), duration=0.2)
     assert frames.shape == (5, 20, 32, 3)
