@@ -550,7 +550,9 @@ def _as_waveform(waveform: ArrayLike, name: str = "waveform") -> np.ndarray:
     if arr.ndim != 2:
         raise InputError(f"{name} has shape {tuple(arr.shape)}; expected (channels, samples) or (samples,)")
     if arr.shape[0] > 16 and arr.shape[1] <= 16:
-        raise InputError(f"{name} has shape {tuple(arr.shape)}, which looks like (samples, channels); transpose it to (channels, samples)")
+        raise InputError(
+            f"{name} has shape {tuple(arr.shape)}, which looks like (samples, channels); transpose it to (channels, samples)"
+        )
     if arr.shape[1] == 0:
         raise InputError(f"{name} has no samples; give at least one sample")
     arr = arr.astype(np.float32, copy=False)
