@@ -84,7 +84,8 @@ class MediaInfo:
 def _check_input_path(path: PathLike) -> Path:
     p = Path(path)
     if not p.exists():
-        raise MediaError(f"{p}: file not found; check the path (relative paths start at {Path.cwd()})")
+        where = "" if p.is_absolute() else f" (relative paths start at {Path.cwd()})"
+        raise MediaError(f"{p}: file not found; check the path{where}")
     if p.is_dir():
         raise MediaError(f"{p} is a folder, not a media file; give the path of a file inside it")
     if not p.is_file():
