@@ -45,6 +45,16 @@ MODEL_KINDS: dict[str, tuple[tuple[str, str], ...]] = {
     "vocoder": (("synesthesia_vocoder", "synesthesia/vocoder"),),
 }
 
+# kind -> core.store kinds whose manifest models (installed by `synesthesia download`) are offered too.
+STORE_KINDS: dict[str, tuple[str, ...]] = {
+    "stylegan": ("stylegan",), "clip": ("clip",), "vta": ("vta_ldm",), "mel_vae": ("audioldm",),
+    "vocoder": ("vocoder", "audioldm"), "grounding": (), "sound_encoder": (), "walker": (),
+}
+# core.store kind -> ComfyUI folder names registered with it (so manifest names resolve in ComfyUI's folders).
+STORE_HOST_FOLDERS = {"stylegan": ("synesthesia_stylegan",), "clip": ("synesthesia_clip", "clip_vision"),
+                      "vta_ldm": ("synesthesia_vta",), "audioldm": ("synesthesia_mel_vae", "vae"),
+                      "vocoder": ("synesthesia_vocoder",), "grounding-dino": ("grounding-dino",), "sams": ("sams",)}
+
 _registered = False
 
 
@@ -65,6 +75,12 @@ def register_model_folders() -> None:
             _folder_paths.add_model_folder_path(name, str(base / rel), is_default=True)
             _folder_paths.folder_names_and_paths[name] = (
                 _folder_paths.folder_names_and_paths[name][0], set(hostutil.MODEL_SUFFIXES))
+    from ..core import store
+
+    for kind, names in STORE_HOST_FOLDERS.items():
+        for name in names:
+            if name in _folder_paths.folder_names_and_paths:
+                store.register_host_dirs(kind, _folder_paths.get_folder_paths(name))
     _registered = True
 
 
@@ -87,14 +103,29 @@ def model_folders(kind: str) -> list[str]:
     return [p for p in out if not (p in seen or seen.add(p))]
 
 
+def installed_manifest_models(kind: str) -> list[str]:
+    """Names of manifest models of ``kind`` that ``core.store`` finds installed (e.g. by ``synesthesia download``)."""
+    from ..core import store
+
+    out = []
+    try:
+        for name, entry in store.manifest().items():
+            if entry.kind in STORE_KINDS.get(kind, ()) and store.find(name) is not None:
+                out.append(name)
+    except Exception as e:  # a broken manifest must not break the node list
+        log.warning("cannot read the model manifest: %s", e)
+    return out
+
+
 def model_choices(kind: str, extra: tuple[str, ...] = ()) -> list[str]:
-    """Combo entries for ``kind``: built-in choices (``extra``) first, then files/folders found."""
+    """Combo entries for ``kind``: built-in choices (``extra``), files/folders found, installed manifest models."""
     try:
         found = hostutil.list_model_entries(model_folders(kind))
     except OSError as e:  # an unreadable folder must not break the node list
         log.warning("cannot list %s models: %s", kind, e)
         found = []
-    return list(extra) + [f for f in found if f not in extra]
+    out = list(extra) + [f for f in found if f not in extra]
+    return out + [m for m in installed_manifest_models(kind) if m not in out]
 
 
 def resolve_model(kind: str, name: str) -> Path:
@@ -110,6 +141,11 @@ def resolve_model(kind: str, name: str) -> Path:
     hit = hostutil.find_model_entry(folders, str(name))
     if hit is not None:
         return hit
+    from ..core import store
+
+    entry = store.manifest().get(str(name))
+    if entry is not None and entry.kind in STORE_KINDS.get(kind, ()):
+        return store.resolve(str(name))  # raises with the folders searched and the download command
     raise ModelNotFoundError(
         f"{kind} model {name!r} not found in {', '.join(folders) or '(no model folders)'}: "
         f"put it in models/{MODEL_KINDS[kind][0][1]}")

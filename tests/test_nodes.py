@@ -275,3 +275,24 @@ def test_model_lists_and_resolution(tmp_path, monkeypatch):
             host.resolve_model("stylegan", "missing.pt")
         with pytest.raises(ModelNotFoundError):
             host.resolve_model("stylegan", "../../etc/passwd")
+
+
+def test_downloaded_manifest_models_are_listed_and_resolved(tmp_path, monkeypatch):
+    """A model installed by `synesthesia download` (core.store layout: <root>/<kind>/<target>) shows by name."""
+    from synesthesia.core import hostutil
+    from synesthesia.nodes import host
+
+    monkeypatch.setenv("SYNESTHESIA_MODELS", str(tmp_path / "store"))
+    target = tmp_path / "store" / "clip" / "clip-vit-large-patch14"
+    target.mkdir(parents=True)
+    from synesthesia.core import store
+
+    entry = store.get_entry("clip-vit-large-patch14")
+    for f in entry.files:
+        (target / f.path).parent.mkdir(parents=True, exist_ok=True)
+        (target / f.path).write_bytes(b"x")
+    assert store.find("clip-vit-large-patch14") is not None
+    with hostutil.headless_dirs_set(models=[tmp_path / "empty"]):
+        assert "clip-vit-large-patch14" in host.model_choices("clip")
+        assert "clip-vit-large-patch14" not in host.model_choices("stylegan")
+        assert host.resolve_model("clip", "clip-vit-large-patch14") == store.find("clip-vit-large-patch14")
