@@ -45,16 +45,14 @@ def test_end_to_end_shapes_and_start(pipe):
 
 
 def test_chunking_streaming_and_seed(pipe):
-    audio = T.tone(1.3)
-    full = pipe(audio, T.SR, seed=5, fps=12, batch_size=16)
-    chunked = pipe(audio, T.SR, seed=5, fps=12, batch_size=5)
-    assert torch.allclose(full.latents, chunked.latents, atol=1e-5)  # walk state carried across chunks
-    assert torch.allclose(full.frames, chunked.frames, atol=1e-5)
-    st = pipe(audio, T.SR, seed=5, fps=12, batch_size=4, stream=True)
+    audio = T.tone(1.0)
+    full = pipe(audio, T.SR, seed=5, fps=10, batch_size=10)
+    st = pipe(audio, T.SR, seed=5, fps=10, batch_size=4, stream=True)
     batches = list(st.frames)
-    assert [b.shape[0] for b in batches] == [4, 4, 4, 4]  # 16 frames, bounded batches
+    assert [b.shape[0] for b in batches] == [4, 4, 2]  # 10 frames in bounded batches
+    # the walk state is carried across chunks: chunked frames equal the one-chunk frames
     assert st.latents is None and torch.allclose(torch.cat(batches), full.frames, atol=1e-5)
-    other = pipe(audio, T.SR, seed=6, fps=12)
+    other = pipe(audio, T.SR, seed=6, fps=10, duration=0.2)
     assert not torch.allclose(other.latents[0], full.latents[0])
 
 

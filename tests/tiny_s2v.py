@@ -1,14 +1,12 @@
 """Tiny random sound-to-video models for tests (random weights: plumbing, not semantics).
 
-``StandInGenerator`` follows the ``core.s2v`` generator interface (``.mapping(z, truncation)``,
+:func:`tiny_stylegan2` builds a real random StyleGAN2 through ``core.s2v.generator``.
+``StandInGenerator`` follows the same generator interface (``.mapping(z, truncation)``,
 ``.synthesis(wplus, noise_mode)`` in [-1, 1], ``.n_latent``, ``.w_dim``, ``.z_dim``,
-``.resolution``, ``.mean_latent``) with a few linear layers, so the pipeline and training tests
-do not depend on the StyleGAN implementation.
+``.resolution``, ``.mean_latent``) with a few linear layers (a smooth, cheap target for the image-inversion optimisation test).
 """
 
 from __future__ import annotations
-
-import dataclasses
 
 import torch
 import torch.nn as nn
@@ -77,8 +75,20 @@ def randomise(model, seed=0, scale=0.3):
     return model
 
 
-def tiny_models(seed=0, walker=WALKER):
-    return (StandInGenerator(seed=seed), randomise(inv.InversionEncoder(INVERSION), seed),
+def tiny_stylegan2(seed=0):
+    """A real (random) 16 px StyleGAN2 with 6 W+ vectors of 8 dims, through core.s2v.generator."""
+    from synesthesia.core.s2v.generator import build_generator
+    from synesthesia.core.s2v.stylegan2 import StyleGAN2Config
+
+    torch.manual_seed(seed)
+    return build_generator("stylegan2", StyleGAN2Config(resolution=RES, z_dim=Z_DIM, w_dim=W_DIM, mapping_layers=2,
+                                                        channels=(8, 8, 8))).eval()
+
+
+def tiny_models(seed=0, walker=WALKER, standin=False):
+    """(generator, inversion encoder, walker, audio encoder); the real tiny StyleGAN2 unless ``standin``."""
+    gen = StandInGenerator(seed=seed) if standin else tiny_stylegan2(seed)
+    return (gen, randomise(inv.InversionEncoder(INVERSION), seed),
             randomise(wk.LatentWalker(walker), seed + 1), randomise(ae.AudioEncoder(AUDIO), seed + 2))
 
 
@@ -100,4 +110,4 @@ def tone(seconds=1.0, sr=SR, freq=440.0, chirp=True):
     return (0.5 * torch.sin(2 * torch.pi * f * t))[None]
 
 
-__all__ = ["StandInGenerator", "tiny_models", "save_tiny_models", "tone", "randomise", "dataclasses"]
+__all__ = ["StandInGenerator", "tiny_stylegan2", "tiny_models", "save_tiny_models", "tone", "randomise"]

@@ -21,8 +21,7 @@ every frame, so the sound moves the coarse structure while the start image's fin
 from __future__ import annotations
 
 import logging
-import math
-import os
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional, Union
@@ -176,7 +175,7 @@ class SoundToVideoPipeline:
         """w (n_latent, w_dim): the seeded sample, or with a prompt the most CLIP-similar of K (sec. 4.5)."""
         G = self.generator
         if generator is None:
-            generator = torch.Generator().manual_seed(int(seed) if seed is not None else torch.seed() % 2**31)
+            generator = torch.Generator().manual_seed(int(seed) if seed is not None else random.randrange(2**31))
         k = max(1, int(n_candidates)) if prompt else 1
         z = torch.randn(k, G.z_dim, generator=generator).to(self.device)
         w = G.mapping(z, truncation=truncation)  # (K, w_dim)
