@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "s2v",  # animate, train-s2v, eval-s2v: sound -> video
     "worker",  # JSON-lines worker for the Blender add-on
     "workflow",  # run-workflow: ComfyUI workflows without ComfyUI
+    "v2a",  # foley, train-v2a: video -> audio
     "v2a_eval",  # eval-v2a: FD, FAD, KL, AV-Align of generated Foley
 )
 

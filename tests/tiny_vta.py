@@ -76,3 +76,28 @@ def make_tiny_pipeline(tmp_path, seed: int = 0, grounder=None, **changes):
     clip = load_clip(folder)
     vocoder = GriffinLimVocoder(tiny_mel_config(), n_iter=2)
     return VideoToAudioPipeline(make_tiny_vta(seed, **changes), clip, make_tiny_vae(seed), vocoder, grounder)
+
+
+def write_tiny_models(folder, seed: int = 0, **changes) -> dict:
+    """Write the tiny denoiser, CLIP, VAE and HiFi-GAN vocoder in our/HF formats; return their paths."""
+    from pathlib import Path
+
+    from tiny_clip import make_tiny_clip
+
+    from synesthesia.core.v2a.denoiser import save_denoiser
+    from synesthesia.core.v2a.vocoder import HifiGanConfig, Vocoder
+
+    folder = Path(folder)
+    paths = {k: folder / k for k in ("denoiser", "clip", "vae", "vocoder")}
+    save_denoiser(make_tiny_vta(seed, **changes), paths["denoiser"])
+    make_tiny_clip(paths["clip"], seed=seed)
+    make_tiny_vae(seed).save_pretrained(paths["vae"])
+    import torch
+
+    torch.manual_seed(seed)
+    voc = Vocoder(HifiGanConfig(model_in_dim=16, upsample_initial_channel=32, resblock_kernel_sizes=(3,),
+                                resblock_dilation_sizes=((1, 3),)), tiny_mel_config())
+    with torch.no_grad():  # random tiny HiFi-GANs whisper (~1e-10); scale the last conv to be audible
+        voc.hifigan.conv_post.weight.mul_(1e9)
+    voc.save_pretrained(paths["vocoder"])
+    return paths

@@ -318,8 +318,21 @@ class VTALDM(nn.Module):
         return self.unet(latents, timestep, encoder_hidden_states=cond.video.to(latents.dtype),
                          encoder_attention_mask=cond.mask, cross_attention_kwargs=kwargs).sample
 
-    def forward(self, latents, timestep, video_embeds, object_embeds=None, video_mask=None):
-        return self.denoise(latents, timestep, self.project(video_embeds, object_embeds, video_mask))
+    def forward(self, latents, timestep, video_embeds, object_embeds=None, video_mask=None,
+                drop: Optional[torch.Tensor] = None, drop_objects: Optional[torch.Tensor] = None):
+        """Training entry: project the CLIP embeds and denoise. ``drop`` (B,) bool zeroes V and O
+        of those rows (the unconditional branch of eq. 3), ``drop_objects`` (B,) zeroes O only."""
+        cond = self.project(video_embeds, object_embeds, video_mask)
+        if drop is not None:
+            keep = (~drop).to(cond.video.dtype)[:, None, None]
+            cond.video = cond.video * keep
+            if cond.mask is not None:
+                cond.mask = cond.mask | drop[:, None]
+        if cond.objects is not None:
+            dropped = drop if drop_objects is None else (drop_objects if drop is None else drop | drop_objects)
+            if dropped is not None:
+                cond.objects = cond.objects * (~dropped).to(cond.objects.dtype)[:, None, None]
+        return self.denoise(latents, timestep, cond)
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """Named groups for training: ``objects`` (the new branch), ``video_proj`` and ``unet``."""

@@ -66,6 +66,38 @@ def frames_to_uint8(frames: torch.Tensor) -> torch.Tensor:
     return (frames.float().clamp(0, 1) * 255).round().to(torch.uint8)
 
 
+def clip_image_embeds(clip, frames: torch.Tensor, normalize: bool = False, batch_size: int = 32) -> torch.Tensor:
+    """CLIP ``image_embeds`` (F, D) float32 on the CPU of frames (F, H, W, 3).
+
+    ``normalize=False`` is VTA-LDM's preprocessing: Resize(short side, bicubic) + CenterCrop +
+    ToTensor, WITHOUT CLIP's mean/std (its ``Normalize`` is commented out); True uses CLIP's own.
+    """
+    from ..clip import center_crop, resize_short_side
+
+    x = frames_to_float(frames)
+    outs = []
+    with torch.no_grad():
+        for i in range(0, x.shape[0], batch_size):
+            chunk = x[i:i + batch_size]
+            if normalize:
+                outs.append(clip.encode_images(chunk))
+            else:
+                px = center_crop(resize_short_side(chunk, clip.image_size).clamp(0, 1), clip.image_size)
+                outs.append(clip.encode_pixels(px))
+    return torch.cat(outs).float().cpu()
+
+
+def grounded_objects(clip, grounder, frames: torch.Tensor, nouns: list[str]):
+    """Eq. 1: ground ``nouns`` in ``frames`` and weight their CLIP text embeddings -> ((F, D), Detections)."""
+    from .grounding import object_embeddings
+
+    detections = grounder.ground(frames_to_uint8(frames), nouns)
+    with torch.no_grad():
+        text = clip.encode_text(nouns).float().cpu()  # (K, D)
+    appearance = torch.as_tensor(detections.appearance, dtype=torch.float32)
+    return object_embeddings(appearance, text), detections
+
+
 class VideoToAudioPipeline:
     """Foley for a video clip. Components follow the interfaces of ``docs/ARCHITECTURE.md``:
 
@@ -153,19 +185,7 @@ class VideoToAudioPipeline:
         if key in self._embeds:
             self._embeds.move_to_end(key)
             return self._embeds[key]
-        from ..clip import center_crop, resize_short_side
-
-        x = frames_to_float(frames)
-        with torch.no_grad():
-            if self.denoiser.config.clip_normalize:
-                emb = self.clip.encode_images(x)
-            else:  # VTA-LDM: Resize(224, bicubic) + CenterCrop(224) + ToTensor, no CLIP mean/std
-                outs = []
-                for i in range(0, x.shape[0], 32):
-                    px = center_crop(resize_short_side(x[i:i + 32], self.clip.image_size).clamp(0, 1), self.clip.image_size)
-                    outs.append(self.clip.encode_pixels(px))
-                emb = torch.cat(outs)
-        emb = emb.float().cpu()
+        emb = clip_image_embeds(self.clip, frames, self.denoiser.config.clip_normalize)
         self._embeds[key] = emb
         while len(self._embeds) > self._embed_cache_size:
             self._embeds.popitem(last=False)
@@ -173,15 +193,9 @@ class VideoToAudioPipeline:
 
     def object_embeddings(self, frames: torch.Tensor, nouns: list[str]):
         """Per-frame object embeddings (F, D) and the detections of ``nouns`` in ``frames``."""
-        from .grounding import object_embeddings
-
         if self.grounder is None:
             raise InputError("a prompt with objects needs a grounding backend: pass grounding='clip' or Grounding DINO + SAM")
-        detections = self.grounder.ground(frames_to_uint8(frames), nouns)
-        with torch.no_grad():
-            text = self.clip.encode_text(nouns).float().cpu()  # (K, D)
-        appearance = torch.as_tensor(detections.appearance, dtype=torch.float32)
-        return object_embeddings(appearance, text), detections
+        return grounded_objects(self.clip, self.grounder, frames, nouns)
 
     def negative_embeddings(self, n_frames: int, nouns: list[str]) -> torch.Tensor:
         """Negative prompt objects: their mean CLIP text embedding on every frame (F, D)."""
