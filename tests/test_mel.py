@@ -147,11 +147,12 @@ def test_griffin_lim_recovers_a_signal_with_that_spectrum():
 
     g = torch.Generator().manual_seed(0)
     y0 = mel.griffin_lim(mag, cfg, n_iter=1, generator=g)
-    y = mel.griffin_lim(mag, cfg, n_iter=40, generator=torch.Generator().manual_seed(0))
+    y = mel.griffin_lim(mag, cfg, n_iter=32, generator=torch.Generator().manual_seed(0))
     assert y.shape == (1, (mag.shape[-1] - 1) * cfg.hop_length)
     assert conv(y) < 0.15 and conv(y) < 0.5 * conv(y0)  # measured: 0.36 after 1 iteration, 0.09 after 40
-    again = mel.griffin_lim(mag, cfg, n_iter=40, generator=torch.Generator().manual_seed(0))
-    assert torch.equal(y, again)  # seeded
+    a = mel.griffin_lim(mag, cfg, n_iter=3, generator=torch.Generator().manual_seed(1))
+    b = mel.griffin_lim(mag, cfg, n_iter=3, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)  # seeded
 
 
 def test_mel_to_magnitude_projects_back_onto_the_mel():
