@@ -189,3 +189,26 @@ def write_mp3_with_cover(path, seconds: float = 1.0, sample_rate: int = 16000) -
             container.mux(packet)
         _encode_audio(container, audio, sine(440, sample_rate, seconds), sample_rate)
     return path
+
+
+def write_vfr_video(path, times_ms: list[int], size: tuple[int, int] = (64, 48)) -> Path:
+    """Variable frame rate clip: index frame ``i`` is shown from ``times_ms[i]`` milliseconds."""
+    import av
+
+    path = Path(path)
+    width, height = size
+    with av.open(str(path), "w") as container:
+        vs = container.add_stream("libx264", rate=1000)
+        vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
+        vs.time_base = Fraction(1, 1000)
+        vs.codec_context.time_base = Fraction(1, 1000)
+        vs.options = {"preset": "ultrafast", "crf": "10"}
+        for i, ms in enumerate(times_ms):
+            frame = av.VideoFrame.from_ndarray(index_frame(i, width, height), format="rgb24")
+            frame.pts = ms
+            frame.time_base = Fraction(1, 1000)
+            for packet in vs.encode(frame):
+                container.mux(packet)
+        for packet in vs.encode(None):
+            container.mux(packet)
+    return path

@@ -234,6 +234,19 @@ def test_seeking_between_keyframes(tmp_path, ext, codec):
     assert [mf.frame_index(f) for f in tail] == [97]
 
 
+def test_variable_frame_rate_by_timestamp(tmp_path):
+    """Frames shown from 0, 40, 300, 340, 700 and 1000 ms: native reading keeps those times,
+    10 fps picks the frame on screen at each 100 ms tick."""
+    src = mf.write_vfr_video(tmp_path / "vfr.mp4", [0, 40, 300, 340, 700, 1000])
+    assert media.probe(src).n_frames == 6
+    frames, t = media.read_frames(src)
+    assert t.tolist() == pytest.approx([0.0, 0.04, 0.3, 0.34, 0.7, 1.0])
+    assert [mf.frame_index(f) for f in frames] == [0, 1, 2, 3, 4, 5]
+    frames, t = media.read_frames(src, fps=10, duration=1.0)
+    assert t.tolist() == pytest.approx([k / 10 for k in range(10)])
+    assert [mf.frame_index(f) for f in frames] == [0, 1, 1, 2, 3, 3, 3, 4, 4, 4]
+
+
 def test_resize(files):
     frames, _ = media.read_frames(files["mp4"], size=(32, 20), duration=0.2)
     assert frames.shape == (5, 20, 32, 3)
