@@ -196,7 +196,11 @@ def cmd_download(args: argparse.Namespace) -> int:
         finally:
             if cb is not None:
                 cb.close()  # type: ignore[attr-defined]
-        checked = "sha256 verified" if all(f.sha256 for f in e.files) else (
-            "no published sha256: size/completeness checked only")
+        if all(f.sha256 for f in e.files):
+            checked = "sha256 verified"
+        elif all(f.sha256 or f.sha256_prefix for f in e.files):
+            checked = "sha256 prefix from the file name verified; no full sha256 published"
+        else:
+            checked = "no published sha256 for some files: their size/completeness was checked only"
         print(f"{e.name}: {path} ({checked})")
     return 0
