@@ -132,6 +132,10 @@ def test_psp_inversion_shapes_and_seed_key_map(head, tmp_path):
     other = dataclasses.replace(cfg, head="transformer" if head == "gradual" else "gradual")
     with pytest.raises(CheckpointMismatchError):
         inv.convert_seed_inversion(tmp_path / "audio_inversion_.pth", tmp_path / "inv2", config=other)
+    # without a config the head type and depth are read off the keys
+    inv.convert_seed_inversion(tmp_path / "audio_inversion_.pth", tmp_path / "inv3", base=other)
+    auto = inv.load_inversion_encoder(tmp_path / "inv3")
+    assert auto.config.head == head and torch.allclose(auto(mel), off, atol=1e-6)
 
 
 def test_conv_inversion_starts_at_zero_offset():
@@ -205,6 +209,14 @@ def test_seed_walker_key_map(hidden_fc, tmp_path):
     x, _ = m(None, m.init_state(w0), n_frames=4)
     y, _ = ref(None, ref.init_state(w0), n_frames=4)
     assert torch.allclose(x, y, atol=1e-6)
+    # without a config, cell / depth / direction / width / split are read off the files
+    wk.convert_seed_walker(tmp_path, tmp_path / "walker_auto", w_dim=4)
+    auto = wk.load_walker(tmp_path / "walker_auto")
+    assert (auto.config.cell, auto.config.num_layers, auto.config.hidden_size, auto.config.bidirectional,
+            auto.config.hidden_fc) == ("gru", 2, 6, True, hidden_fc)
+    assert auto.ranges == [(0, 4), (4, 8), (8, 16)]
+    x2, _ = auto(None, auto.init_state(w0), n_frames=4)
+    assert torch.allclose(x2, y, atol=1e-6)
     (tmp_path / "fineformer_.pth").unlink()
     with pytest.raises(InputError, match="fineformer_.pth"):
         wk.convert_seed_walker(tmp_path, tmp_path / "w2", config=cfg)

@@ -21,6 +21,7 @@ Two architectures share ``InversionEncoder(mel (B, n_mels, T)) -> offset (B, n_l
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -303,13 +304,22 @@ def seed_inversion_key_map(model: InversionEncoder) -> dict:
     return {k: k for k in model.state_dict()}
 
 
-def convert_seed_inversion(src: Path, dst: Path, config: InversionEncoderConfig = SEED_PSP, **_) -> Path:
-    """The seed's ``audio_inversion_.pth`` (state dict of its ``Encoder``) -> our folder."""
+def convert_seed_inversion(src: Path, dst: Path, config: Optional[InversionEncoderConfig] = None,
+                           base: InversionEncoderConfig = SEED_PSP, **_) -> Path:
+    """The seed's ``audio_inversion_.pth`` (state dict of its ``Encoder``) -> our folder.
+
+    Without ``config`` the head type (gradual / transformer) and the transformer depth are read
+    from the key names; everything else comes from ``base`` (the seed's: IR-SE-50, 16 x 512 W+, 256 mels).
+    """
     from ..safeload import find_state_dict, load_state_dict
 
-    state = strip_prefixes(find_state_dict(load_state_dict(src, )))
+    state = strip_prefixes(find_state_dict(load_state_dict(src)))
     if not any(k.startswith("encoder.") for k in state):  # a bare GradualStyleEncoder state dict
         state = {f"encoder.{k}": v for k, v in state.items()}
+    if config is None:
+        layers = {int(k.split(".")[5]) for k in state if ".transformer_encoder.layers." in k}
+        config = dataclasses.replace(base, head="transformer" if layers else "gradual",
+                                     transformer_layers=max(layers) + 1 if layers else base.transformer_layers)
     model = InversionEncoder(config)
     load_mapped(model, state, seed_inversion_key_map(model), str(src))
     return save_inversion_encoder(model, dst)

@@ -21,7 +21,7 @@ scaled proportionally (:meth:`WalkerConfig.group_ranges`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
@@ -194,11 +194,28 @@ def seed_walker_key_map(model: LatentWalker, group: int) -> dict:
     return {k[len(prefix):]: k[len(prefix):] for k in model.state_dict() if k.startswith(prefix)}
 
 
-def convert_seed_walker(src: Path, dst: Path, config: WalkerConfig = SEED, **_) -> Path:
+def infer_seed_config(states: list, w_dim: int = 512) -> WalkerConfig:
+    """Read cell, depth, direction, width and the group split off the three seed state dicts."""
+    st = states[0]
+    hidden = int(st["rnn.weight_hh_l0"].shape[1])
+    gates = int(st["rnn.weight_hh_l0"].shape[0]) // hidden
+    cell = {3: "gru", 4: "lstm"}.get(gates)
+    if cell is None:
+        raise InputError(f"rnn.weight_hh_l0 has {gates} gates: not a GRU or LSTM walker")
+    layers = 1 + max(int(k.split("_l")[1].split("_")[0]) for k in st if k.startswith("rnn.weight_ih_l"))
+    sizes = [int(s["fc.weight"].shape[0]) // w_dim for s in states]
+    n = sum(sizes)
+    return replace(SEED, n_latent=n, w_dim=w_dim, split=(sizes[0] * 16 / n, (sizes[0] + sizes[1]) * 16 / n),
+                   cell=cell, hidden_size=hidden, num_layers=layers,
+                   bidirectional=any(k.endswith("_reverse") for k in st))
+
+
+def convert_seed_walker(src: Path, dst: Path, config: Optional[WalkerConfig] = None, w_dim: int = 512, **_) -> Path:
     """The seed's ``coarseformer_.pth``, ``midformer_.pth``, ``fineformer_.pth`` -> our folder.
 
     ``src`` is the folder holding the three files. A file with ``audio_noise_fc.*`` tensors (the
-    seed's generation-script variant) needs ``hidden_fc=True``; this is detected.
+    seed's generation-script variant) needs ``hidden_fc=True``; this is detected, and without
+    ``config`` so are the cell, depth, direction, width and group split (W+ vectors of 512).
     """
     from ..safeload import find_state_dict, load_state_dict
 
@@ -208,9 +225,9 @@ def convert_seed_walker(src: Path, dst: Path, config: WalkerConfig = SEED, **_) 
     if missing:
         raise InputError(f"{src} lacks {', '.join(missing)}: give the folder with the seed's three walker files")
     states = [strip_prefixes(find_state_dict(load_state_dict(src / n))) for n in names]
+    if config is None:
+        config = infer_seed_config(states, w_dim)
     if any(k.startswith("audio_noise_fc.") for k in states[0]) and not config.hidden_fc:
-        from dataclasses import replace
-
         config = replace(config, hidden_fc=True)
     model = LatentWalker(config)
     for g, (name, st) in enumerate(zip(names, states)):
