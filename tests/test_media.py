@@ -234,6 +234,38 @@ def test_seeking_between_keyframes(tmp_path, ext, codec):
     assert [mf.frame_index(f) for f in tail] == [97]
 
 
+class _LateSeek:
+    """A container whose seek lands 0.5 s after the target, as inexact demuxers can."""
+
+    def __init__(self, container):
+        self._c = container
+
+    def __getattr__(self, name):
+        return getattr(self._c, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._c.close()
+
+    def seek(self, offset, stream=None, **kwargs):
+        return self._c.seek(offset + int(0.5 / stream.time_base), stream=stream, **kwargs)
+
+
+def test_seek_landing_late_falls_back_to_decoding_from_the_start(tmp_path, monkeypatch):
+    video = mf.write_video_file(tmp_path / "g.mp4", 100, 25, (64, 48), gop=10)
+    wav = mf.write_audio_file(tmp_path / "c.wav", mf.clicks(SR, 4.0, [int(2.6 * SR)]), SR)
+    want_frames, _ = media.read_frames(video, start=2.5, duration=0.2)
+    want_audio, _ = media.read_audio(wav, start=2.5, duration=0.5)
+    real_open = media._open
+    monkeypatch.setattr(media, "_open", lambda p: _LateSeek(real_open(p)))
+    frames, t = media.read_frames(video, start=2.5, duration=0.2)
+    assert [mf.frame_index(f) for f in frames] == [63, 64, 65, 66, 67] == [mf.frame_index(f) for f in want_frames]
+    audio, _ = media.read_audio(wav, start=2.5, duration=0.5)
+    assert torch.equal(audio, want_audio) and int(audio[0].abs().argmax()) == int(0.1 * SR)
+
+
 def test_variable_frame_rate_by_timestamp(tmp_path):
     """Frames shown from 0, 40, 300, 340, 700 and 1000 ms: native reading keeps those times,
     10 fps picks the frame on screen at each 100 ms tick."""
