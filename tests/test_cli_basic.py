@@ -27,7 +27,6 @@ def _env(tmp_path: Path, **extra: str) -> dict:
         "SYNESTHESIA_MODELS": str(tmp_path / "models"),
         "XDG_CACHE_HOME": str(tmp_path / "xdg"),
         "NLTK_DATA": str(tmp_path / "nltk"),
-        "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
     })
     env.update(extra)
     return env
