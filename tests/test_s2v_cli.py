@@ -8,7 +8,6 @@ whose answer is known.
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 

@@ -6,8 +6,6 @@ not that the video matches the sound.
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import torch
 import torch.nn.functional as F

@@ -8,7 +8,6 @@ bounded whatever the sound's length). ``DIR`` holds our trained ``inversion_enco
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys

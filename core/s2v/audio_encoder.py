@@ -20,7 +20,6 @@ frames), ``power_to_db(ref=max) / top_db + 1`` so that values lie in [0, 1] (0 i
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -306,7 +305,3 @@ def convert_seed_audio_encoder(src: Path, dst: Path, config: AudioEncoderConfig 
     model = AudioEncoder(config)
     load_mapped(model, state, seed_audio_key_map(model), str(src), keep=["logit_scale"])
     return save_audio_encoder(model, dst)
-
-
-def replace(config: AudioEncoderConfig, **kw) -> AudioEncoderConfig:
-    return dataclasses.replace(config, **kw)

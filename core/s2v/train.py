@@ -34,13 +34,9 @@ import csv
 import dataclasses
 import json
 import logging
-import math
-import os
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 
