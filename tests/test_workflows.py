@@ -45,7 +45,8 @@ def test_ui_and_api_describe_the_same_graph(ui_path, object_info):
     by_id = {n["id"]: n for n in ui["nodes"]}
     for lid, src, so, dst, di, typ in ui["links"]:
         assert lid in by_id[src]["outputs"][so]["links"]
-        assert [i for i in by_id[dst]["inputs"] if i.get("link") == lid]
+        assert isinstance(di, int) and by_id[dst]["inputs"][di]["link"] == lid  # target slot is an index
+        assert by_id[src]["outputs"][so]["type"] == typ
     assert ui["last_link_id"] == max(l[0] for l in ui["links"])
     assert ui["last_node_id"] == max(by_id)
 
