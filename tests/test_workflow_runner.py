@@ -83,9 +83,11 @@ def test_foley_workflow_runs_end_to_end(env, tmp_path, name):
         assert [f for f in res.files if f.suffix == ".png"]  # the overlay preview
 
 
-def test_ui_file_runs_like_the_api_file(env, tmp_path):
-    a = W.load_workflow(WF / "sound_to_video.json")
-    assert a == json.loads((WF / "sound_to_video_api.json").read_text())
+@pytest.mark.parametrize("name", ["sound_to_video", "sound_to_video_text", "video_to_foley", "video_to_foley_text"])
+def test_ui_file_loads_as_the_api_file(name):
+    """The runner reads UI files too, with its own core-node schemas (no object_info needed)."""
+    a = W.load_workflow(WF / f"{name}.json")
+    assert a == json.loads((WF / f"{name}_api.json").read_text())
 
 
 def test_cancel_stops_the_run(env, tmp_path):
