@@ -177,7 +177,7 @@ class SoundToVideoPipeline:
         if generator is None:
             generator = torch.Generator().manual_seed(int(seed) if seed is not None else random.randrange(2**31))
         k = max(1, int(n_candidates)) if prompt else 1
-        z = torch.randn(k, G.z_dim, generator=generator).to(self.device)
+        z = torch.randn(k, G.z_dim, generator=generator).to(self.device, next(G.parameters()).dtype)
         w = G.mapping(z, truncation=truncation)  # (K, w_dim)
         if k == 1:
             return w[0, None].expand(G.n_latent, -1).clone()
