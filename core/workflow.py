@@ -22,7 +22,7 @@ import os
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Mapping, Optional
 
 from . import hostutil
 from .errors import InputError
@@ -508,7 +508,13 @@ def validate(prompt: Mapping[str, Mapping], node_classes: Mapping[str, type]) ->
             elif typ == "BOOLEAN" and not isinstance(v, bool):
                 errors.append(f"{where} must be true or false; got {v!r}")
         if vfn is not None:
-            args = {k: inputs.get(k) for k in validated_by_node if k in inputs and not _is_link(inputs[k])}
+            # as ComfyUI: the node's own check gets its widget values; linked inputs arrive as None
+            args = {}
+            for k, prm in inspect.signature(vfn).parameters.items():
+                if k in inputs:
+                    args[k] = None if _is_link(inputs[k]) else inputs[k]
+                elif prm.default is inspect.Parameter.empty and prm.kind is prm.POSITIONAL_OR_KEYWORD:
+                    args[k] = None
             r = vfn(**args)
             if r is not True:
                 errors.append(f"node {nid} ({node['class_type']}): {r}")

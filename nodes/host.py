@@ -3,8 +3,7 @@
 ComfyUI's modules (``folder_paths``, ``comfy.utils``, ``comfy.model_management``) are imported
 when present; without them (tests, the headless runner, Blender) the same functions fall back
 to ``core``: model folders given by the runner or ``core.store``, the job's progress callback,
-``core.device``. Nothing here is imported at module level from ComfyUI, so the pack imports in
-any Python.
+``core.device``. The ComfyUI imports are guarded, so the pack imports in any Python.
 """
 
 from __future__ import annotations
@@ -96,9 +95,10 @@ def model_folders(kind: str) -> list[str]:
                 out += _folder_paths.get_folder_paths(name)
     for root in hostutil.headless_dirs().get("models", ()):
         out += [os.path.join(root, rel) for _, rel in MODEL_KINDS[kind]]
-    env = os.environ.get("SYNESTHESIA_MODELS")
-    if env:
-        out += [os.path.join(env, rel) for _, rel in MODEL_KINDS[kind]]
+    from ..core.store import env_roots
+
+    for root in env_roots():  # $SYNESTHESIA_MODELS, in ComfyUI's layout too
+        out += [os.path.join(root, rel) for _, rel in MODEL_KINDS[kind]]
     seen: set[str] = set()
     return [p for p in out if not (p in seen or seen.add(p))]
 
