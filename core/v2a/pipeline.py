@@ -123,6 +123,14 @@ class VideoToAudioPipeline:
         self._embeds: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._embed_cache_size = embed_cache_size
         cfg = denoiser.config
+        down = getattr(vae, "downsample", None)
+        n_mels, hop, sr = getattr(vocoder, "n_mels", None), getattr(vocoder, "hop_length", None), getattr(vocoder, "sample_rate", None)
+        if down is not None and n_mels is not None and cfg.latent_freq * down != n_mels:
+            raise InputError(f"the denoiser's latents decode to {cfg.latent_freq * down} mel bands but the vocoder takes {n_mels}: "
+                             "use a vocoder with the VAE's mel settings (AudioLDM: 16 kHz, 64 mels, hop 160)")
+        if down is not None and hop is not None and sr is not None and abs(sr / (hop * down) - cfg.latent_rate) > 1e-6:
+            raise InputError(f"vocoder {sr} Hz / hop {hop} gives {sr / (hop * down):g} latent frames per second but the "
+                             f"denoiser was trained at {cfg.latent_rate:g}: use the vocoder of the same mel settings")
         if getattr(clip, "dim", cfg.clip_dim) != cfg.clip_dim:
             raise InputError(f"CLIP gives {clip.dim}-d embeddings but the denoiser expects {cfg.clip_dim}: "
                              "use the CLIP the denoiser was trained with (VTA-LDM: openai/clip-vit-large-patch14)")
@@ -153,16 +161,14 @@ class VideoToAudioPipeline:
         dt = select_dtype(dtype, dev) if (dtype is None or isinstance(dtype, str)) else dtype
         den = load_denoiser(denoiser, device=dev, dtype=dt)
         clip_enc = load_clip(clip, device=dev, dtype=dt)
-        mel_vae = load_mel_vae(vae)
-        mel_vae = mel_vae.to(dev) if hasattr(mel_vae, "to") else mel_vae
+        mel_vae = load_mel_vae(vae, device=dev)  # VAE and vocoder stay fp32: cheap next to the UNet
         if vocoder is None:
             from ..mel import AUDIOLDM_16K
             from .vocoder import GriffinLimVocoder
 
             voc = GriffinLimVocoder(AUDIOLDM_16K)
         else:
-            voc = load_vocoder(vocoder)
-            voc = voc.to(dev) if hasattr(voc, "to") else voc
+            voc = load_vocoder(vocoder, device=dev)
         grounder = None
         if grounding is not None:
             from . import grounding as g
