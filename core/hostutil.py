@@ -185,6 +185,21 @@ def video_source_path(video) -> Optional[str]:
     return src if isinstance(src, (str, os.PathLike)) else None
 
 
+def read_video_at_rate(path, rate: float):
+    """Decode only the frames a model needs: ``(frames (N, H, W, 3) uint8 at ``rate`` fps, rate, duration s)``.
+
+    For a file-backed host VIDEO this replaces decoding every frame at full rate into float images
+    (a long clip would not fit in memory) when the model samples the clip at ``rate`` anyway.
+    """
+    from . import media
+
+    info = media.probe(str(path))
+    if not info.has_video:
+        raise InputError(f"{path} has no video stream: connect a video")
+    frames, _ = media.read_frames(str(path), fps=float(rate))
+    return frames, float(rate), float(info.duration)
+
+
 def video_parts(video) -> VideoParts:
     """Unpack a ComfyUI ``VIDEO`` (anything with ``get_components()``) into core layouts."""
     comps = getattr(video, "get_components", None)

@@ -18,14 +18,21 @@ FPS_INPUT = ("FLOAT", {"default": 25.0, "min": 0.1, "max": 240.0, "step": 0.01,
                        "tooltip": "Frame rate of 'images' (ignored for a 'video', which carries its own)."})
 
 
-def _frames(images, video, fps):
-    """(N, H, W, 3) uint8 frames and their fps from either input."""
+def _frames(images, video, fps, rate: float):
+    """``(frames (N, H, W, 3) uint8, their fps, duration or None)`` from either input.
+
+    A file-backed VIDEO (Load Video) is decoded at the model's conditioning ``rate`` only, so long
+    clips fit in memory; in-memory videos and IMAGE batches are used as they are.
+    """
     if video is not None:
+        src = hostutil.video_source_path(video)
+        if src is not None:
+            return hostutil.read_video_at_rate(src, rate)
         parts = hostutil.video_parts(video)
-        return parts.frames, parts.fps
+        return parts.frames, parts.fps, None
     if images is None:
         raise InputError("connect the video's frames ('images') or a 'video'")
-    return hostutil.frames_from_host(images), float(fps)
+    return hostutil.frames_from_host(images), float(fps), None
 
 
 class SynesthesiaGroundObjects:
@@ -54,7 +61,7 @@ class SynesthesiaGroundObjects:
         }
 
     def ground(self, vta, clip, grounder, prompt, fps, images=None, video=None):
-        frames, rate = _frames(images, video, fps)
+        frames, rate, _ = _frames(images, video, fps, vta.config.frame_rate)
         host.check_interrupted()
         obj = hostutil.v2a_ground(VideoToAudioPipeline(vta, clip, None, None, grounder), frames, rate, prompt)
         overlay, masks = hostutil.detections_overlay(obj.frames, obj.detections)
@@ -96,9 +103,9 @@ class SynesthesiaVTADiffuse:
 
     def diffuse(self, vta, clip, fps, negative_prompt, duration, steps, guidance, scheduler, seed,
                 images=None, video=None, objects=None):
-        frames, rate = _frames(images, video, fps)
+        frames, rate, clip_seconds = _frames(images, video, fps, vta.config.frame_rate)
         mel = hostutil.v2a_diffuse(VideoToAudioPipeline(vta, clip, None, None), frames, rate, objects,
-                                   negative_prompt, float(duration) or None, int(steps), float(guidance), int(seed),
+                                   negative_prompt, float(duration) or clip_seconds, int(steps), float(guidance), int(seed),
                                    scheduler, callback=host.progress_callback(int(steps)))
         return (mel,)
 

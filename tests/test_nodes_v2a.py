@@ -112,3 +112,20 @@ def test_overlay_draws_masks_and_boxes():
     assert masks[0].sum() == 9 and masks[1].sum() == 0
     assert img[0, 3, 3, 0] > 0.3 and img[0, 1, 3, 0] == 1.0  # tinted inside, outlined on the box edge
     assert img[1].abs().sum() == 0
+
+
+def test_file_video_is_decoded_at_the_conditioning_rate(models, tmp_path):
+    """Load Video's file-backed VIDEO: only the frames the model uses (2 fps) are decoded, and the sound
+    lasts as long as the file."""
+    from media_fixtures import write_video_file
+
+    from synesthesia.core.workflow import FileVideo
+    from synesthesia.nodes.v2a import SynesthesiaGroundObjects, SynesthesiaVTADiffuse
+
+    vta, clip, vae, voc, grounder = models
+    path = write_video_file(tmp_path / "c.mp4", n_frames=24, fps=20, size=(32, 32))
+    objects, overlay, _ = SynesthesiaGroundObjects().ground(vta, clip, grounder, "dog, car", 99.0, video=FileVideo(path))
+    assert vta.config.frame_rate == 2.0 and overlay.shape[0] == 3  # t = 0, 0.5, 1.0 of a 1.2 s clip
+    (mel,) = SynesthesiaVTADiffuse().diffuse(vta, clip, 99.0, "", 0.0, 1, 1.0, "dpm++", 0, video=FileVideo(path),
+                                             objects=objects)
+    assert mel.duration == pytest.approx(1.2, abs=1e-6)
