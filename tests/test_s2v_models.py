@@ -242,3 +242,32 @@ def test_discriminator_shapes_and_losses():
         assert disc.g_loss(torch.full((4,), 3.0), kind) < disc.g_loss(torch.full((4,), -3.0), kind)
     with pytest.raises(InputError):
         disc.d_loss(torch.zeros(1), torch.zeros(1), "wgan")
+
+
+def test_resnet18_matches_transformers_resnet():
+    """Parity: our ResNet-18 backbone (timm names) equals transformers' ResNetModel on the same weights."""
+    from transformers import ResNetConfig, ResNetModel
+
+    hf = ResNetModel(ResNetConfig(num_channels=3, embedding_size=4, hidden_sizes=[4, 8, 16, 32], depths=[2, 2, 2, 2],
+                                  layer_type="basic", downsample_in_first_stage=False))
+    hf = _randomise(hf)
+    ours = ae.ResNet18(width=4, blocks=(2, 2, 2, 2), num_classes=5).eval()
+
+    def ours_key(k):
+        k = k.replace("embedder.embedder.convolution", "conv1").replace("embedder.embedder.normalization", "bn1")
+        if k.startswith("encoder.stages."):
+            _, _, i, _, j, rest = k.split(".", 5)
+            rest = (rest.replace("layer.0.convolution", "conv1").replace("layer.0.normalization", "bn1")
+                    .replace("layer.1.convolution", "conv2").replace("layer.1.normalization", "bn2")
+                    .replace("shortcut.convolution", "downsample.0").replace("shortcut.normalization", "downsample.1"))
+            k = f"layer{int(i) + 1}.{j}.{rest}"
+        return k
+
+    mapped = {ours_key(k): v for k, v in hf.state_dict().items()}
+    mapped["fc.weight"], mapped["fc.bias"] = ours.fc.weight.detach(), ours.fc.bias.detach()
+    assert set(mapped) == set(ours.state_dict())
+    ours.load_state_dict(mapped)
+    x = torch.randn(2, 3, 40, 36)
+    with torch.no_grad():
+        ref = ours.fc(hf(pixel_values=x).pooler_output.flatten(1))
+        assert torch.allclose(ours(x), ref, atol=1e-5)
