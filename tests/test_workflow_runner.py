@@ -76,6 +76,7 @@ def test_foley_workflow_runs_end_to_end(env, tmp_path, name):
     assert info.n_frames == 12 and info.fps == pytest.approx(10.0) and info.has_audio
     wav, sr = media.read_audio(flacs[0])
     assert sr == 16000 and wav.shape == (1, 19200)  # exactly as long as the clip
+    assert wav.abs().max() > 1e-2  # the generated sound, not silence, reached the file
     assert [c for c in calls if c[2].get("node") == "6" and c[2].get("stage") != "node"][-1][:2] == (2, 2)
     if name.endswith("_text"):
         objects = res.outputs["13"][0]
