@@ -142,3 +142,22 @@ def test_decode_windows_exact_length_and_trims():
     assert torch.allclose(wav, torch.ones_like(wav)) and torch.allclose(mel, torch.ones_like(mel))  # weights sum to 1
     with pytest.raises(InputError):
         W.decode_windows(lat, plan, ones, (640, 4), (70 * 640 + 1, 10), (1600, 10))
+
+
+def test_two_minute_clip_memory_is_bounded_by_the_window_batch():
+    """120 s of latents (3000 frames = 125 tiny windows) with a cheap stand-in denoiser: every
+    UNet call sees at most 2 x window_batch windows (cond + uncond), and the decoded audio has
+    exactly 120 s of samples."""
+    model = OracleDenoiser()
+    seen = []
+    orig = model.denoise
+    model.denoise = lambda z, t, c: seen.append(z.shape[0]) or orig(z, t, c)
+    n_latent = 3000
+    embeds = torch.randn(240, 48)  # 2 frames per second
+    lat, plan = W.sample_windows(model, embeds, n_latent, steps=2, scheduler="ddim", guidance=3.0,
+                                 generator=torch.Generator().manual_seed(0), window_batch=3)
+    assert plan.n > 100 and max(seen) == 6 and lat.shape == (1, 8, 3000, 4)
+    decoded = []
+    decode = lambda z: decoded.append(z.shape[0]) or [z.mean((1, 3)).repeat_interleave(640, 1)]  # noqa: E731
+    (wav,) = W.decode_windows(lat, plan, decode, (640,), (120 * 16000,), (1600,), window_batch=3)
+    assert wav.shape == (1_920_000,) and max(decoded) == 3 and torch.isfinite(wav).all()

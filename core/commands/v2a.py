@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 VIDEO_EXT = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
 AUDIO_OUT_EXT = (".wav", ".flac")
+MAX_FRAME_BYTES = 2 << 30  # conditioning frames kept in memory at full resolution up to this size
 DEFAULTS = {
     "denoiser": "vta-ldm-clip4clip-v-large",
     "clip": "clip-vit-large-patch14",
@@ -194,7 +195,11 @@ def cmd_foley(args) -> int:
         info = media.probe(video)
         if not info.has_video:
             raise InputError(f"{video} has no video stream: foley needs a video")
-        frames, _ = media.read_frames(video, fps=rate)
+        size = None  # full resolution, as VTA-LDM resizes from the decoded frame...
+        if info.width and info.height and info.duration * rate * info.width * info.height * 3 > MAX_FRAME_BYTES:
+            size = 720  # ...unless the 2 fps frames of a long, large clip would not fit in memory
+            log.info("%s: reading frames at 720 px (short side) to bound memory", video)
+        frames, _ = media.read_frames(video, fps=rate, size=size)
         result = pipe(frames, rate, prompt=prompt, negative_prompt=args.negative_prompt, duration=info.duration,
                       steps=args.steps, guidance=args.guidance, scheduler=args.scheduler, seed=args.seed + i,
                       callback=tqdm_callback(video.name) if not getattr(args, "quiet", False) else None)
