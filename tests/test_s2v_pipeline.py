@@ -163,3 +163,35 @@ def test_image_inversion_clip_term(tmp_path):
     img = torch.rand(3, 20, 20)
     w = invert_image(gen, img, ImageInversionConfig(steps=3, l2_weight=0.0, clip_weight=1.0), clip=clip)
     assert w.shape == (T.N_LATENT, T.W_DIM) and not torch.allclose(w, gen.mean_latent.expand_as(w))
+
+
+def test_lpips_loads_its_layouts_and_joins_the_inversion(tmp_path):
+    """LPIPS-VGG from a torchvision-style vgg16 state dict + lpips-style lin weights (random values)."""
+    from synesthesia.core.errors import CheckpointMismatchError
+    from synesthesia.core.s2v.lpips import LPIPS, load_lpips
+
+    ref = LPIPS()
+    g = torch.Generator().manual_seed(0)
+    vgg = {k: torch.randn(v.shape, generator=g) * 0.05 for k, v in ref.state_dict().items() if k.startswith("features.")}
+    vgg["classifier.0.weight"] = torch.zeros(4, 4)  # torchvision files carry the classifier too
+    torch.save(vgg, tmp_path / "vgg16.pth")
+    lins = {f"lin{k}.model.1.weight": torch.rand(1, c, 1, 1, generator=g) for k, c in enumerate((64, 128, 256, 512, 512))}
+    torch.save(lins, tmp_path / "vgg.pth")
+    lp = load_lpips(tmp_path / "vgg16.pth", tmp_path / "vgg.pth")
+    assert torch.equal(lp.features[28].weight, vgg["features.28.weight"])
+    assert torch.equal(lp.lins[4].weight, lins["lin4.model.1.weight"])
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    y = x.flip(0)  # pairs (x0, x1) and (x1, x0): symmetric distances
+    with torch.no_grad():
+        d = lp(torch.cat([x, x[:1]]), torch.cat([y, x[:1]]))
+    assert (d[:2] > 0).all() and torch.allclose(d[0], d[1], atol=1e-6) and abs(float(d[2])) < 1e-6
+    bad = dict(lins)
+    bad["lin2.model.1.weight"] = torch.rand(1, 128, 1, 1)
+    torch.save(bad, tmp_path / "bad.pth")
+    with pytest.raises(CheckpointMismatchError, match="lin2.model.1.weight"):
+        load_lpips(tmp_path / "vgg16.pth", tmp_path / "bad.pth")
+    gen = T.StandInGenerator()
+    losses = []
+    invert_image(gen, torch.rand(3, 16, 16), ImageInversionConfig(steps=3, clip_weight=0.0, l2_weight=0.0),
+                 lpips=lp, callback=lambda s, t, i: losses.append(i["loss"]))
+    assert losses[0] > 0 and losses[-1] < losses[0]  # only the LPIPS (+ tiny latent) term drives it here

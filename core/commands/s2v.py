@@ -32,6 +32,9 @@ def register(sub) -> None:
     p.add_argument("--start-image", type=Path, default=None,
                    help="animate this image: invert it into W+ first (L2 + latent + CLIP terms, Table 3b)")
     p.add_argument("--invert-steps", type=int, default=300, help="optimisation steps for --start-image")
+    p.add_argument("--lpips", type=Path, default=None,
+                   help="LPIPS linear weights (lpips package weights/v0.1/vgg.pth) to add the LPIPS term to --start-image")
+    p.add_argument("--vgg", type=Path, default=None, help="torchvision vgg16 ImageNet weights (needed with --lpips)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the start latent")
     p.add_argument("--fps", type=float, default=25.0, help="frames per second")
     p.add_argument("--duration", type=float, default=None, help="seconds of the sound to use (default: all)")
@@ -108,8 +111,15 @@ def cmd_animate(args) -> int:
         if img.shape[0] == 0:
             raise InputError(f"{args.start_image}: no image could be decoded")
         x = img[0].permute(2, 0, 1).float() / 255.0
+        lp = None
+        if args.lpips is not None or args.vgg is not None:
+            if args.lpips is None or args.vgg is None:
+                raise InputError("the LPIPS term needs both --lpips (vgg.pth of the lpips package) and --vgg (torchvision vgg16)")
+            from ..s2v.lpips import load_lpips
+
+            lp = load_lpips(args.vgg, args.lpips, device=dev)
         cfg = ImageInversionConfig(steps=args.invert_steps, clip_weight=0.1 if pipe.clip is not None else 0.0)
-        start = invert_image(pipe.generator, x, cfg, clip=pipe.clip, callback=_callback(args, "invert image"))
+        start = invert_image(pipe.generator, x, cfg, clip=pipe.clip, callback=_callback(args, "invert image"), lpips=lp)
     res = pipe(wave, sr, prompt=args.prompt, seed=args.seed, fps=args.fps, duration=args.duration,
                resolution=args.resolution, truncation=args.truncation, style_mix=args.style_mix, start_latent=start,
                n_candidates=args.candidates, batch_size=args.batch_size, stream=True,
