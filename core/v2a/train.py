@@ -309,6 +309,7 @@ def train(config: TrainV2AConfig, mel_config=None, callback: Optional[ProgressCa
                                          generator=torch.Generator().manual_seed(config.seed))
     noise_scheduler = DDPMScheduler.from_config(cfg.scheduler_config())
     model, opt, loader = accelerator.prepare(model, opt, loader)
+    accelerator.register_for_checkpointing(sched)  # the warm-up position survives a resume
     eval_batches = [collate([data[i] for i in range(min(len(data), 8))])]
     eval_batches = [{k: v.to(dev) for k, v in b.items()} for b in eval_batches]
 
