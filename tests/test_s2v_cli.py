@@ -147,3 +147,22 @@ def test_inception_and_i3d_load_their_layouts(tmp_path):
 
     with pytest.raises(CheckpointMismatchError, match="Mixed_5c"):
         M.load_i3d(tmp_path / "bad.safetensors")
+
+
+def test_animate_from_a_start_image(assets, tmp_path, capsys):
+    """--start-image: the picture is inverted into W+ first (Table 3b losses), then animated."""
+    from PIL import Image
+
+    from synesthesia.core import media
+
+    Image.fromarray((torch.rand(24, 24, 3) * 255).to(torch.uint8).numpy()).save(tmp_path / "me.png")
+    out = tmp_path / "me.mp4"
+    code, io = _main(capsys, "animate", assets / "sound.wav", "-o", out, "--generator", assets / "gen", "--models",
+                     assets / "models", "--start-image", tmp_path / "me.png", "--invert-steps", 2, "--fps", 4,
+                     "--duration", 0.5, "--style-mix", 3, "--device", "cpu", "--no-progress")
+    assert code == 0, io.err
+    info = media.probe(out)
+    assert info.n_frames == 2 and (info.width, info.height) == (16, 16)
+    code, io = _main(capsys, "animate", assets / "sound.wav", "-o", out, "--generator", assets / "gen", "--models",
+                     assets / "models", "--start-image", tmp_path / "me.png", "--lpips", tmp_path / "x.pth")
+    assert code == 2 and "--vgg" in io.err
