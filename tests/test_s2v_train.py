@@ -151,3 +151,18 @@ def test_resume_continues_from_the_checkpoint(assets, tmp_path):
     assert [e["step"] for e in _log(out)] == [1, 2, 3]
     w3 = torch.load(out / "checkpoint-3" / "state.pt", weights_only=True)["models"]["walker"]
     assert not torch.equal(w2["models"]["walker"]["blocks.0.fc.weight"], w3["blocks.0.fc.weight"])
+
+
+def test_seed_like_configuration_runs_without_audio_codes(assets, tmp_path):
+    """The seed's loss set: walker without audio input, frozen unused audio encoder, image<->text term."""
+    seedish = {**TINY, "steps": 2, "checkpoint_every": 2, "lambda_clip_image": 0.0, "lambda_clip_text": 0.0,
+               "lambda_nce": 0.0, "lambda_image_text": 0.001, "train_audio_encoder": False,
+               "walker": {**TINY["walker"], "audio_dim": 0, "split": [4, 8], "bidirectional": True,
+                          "num_layers": 2, "smoothing": 0.4}}
+    out = tmp_path / "run"
+    last = tr.train(assets / "data", out, assets / "gen", assets / "clip", tr.config_from_json(seedish))
+    assert "image_text" in last and "nce" not in last and "clip_text" not in last
+    from synesthesia.core.s2v.walker import load_walker
+
+    w = load_walker(out / "walker")
+    assert w.config.audio_dim == 0 and w.config.smoothing == 0.4 and w.ranges == [(0, 2), (2, 3), (3, 6)]

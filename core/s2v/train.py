@@ -70,6 +70,7 @@ class TrainConfig:
     weight_decay: float = 0.01  # AdamW weight decay
     lambda_clip_image: float = 1.0  # eq. 2, audio <-> generated image cosine
     lambda_clip_text: float = 1.0  # eq. 2, audio <-> label text cosine
+    lambda_image_text: float = 0.0  # generated image <-> label text, (1 − cos)² (seed: 0.001)
     lambda_latent: float = 1.0  # eq. 3 λ_b on ŵ_0 (seed reg_loss weight 1)
     lambda_walk: float = 1.0  # eq. 3 over the walked latents (seed l2_loss weight 1)
     lambda_adv_image: float = 1.0  # eq. 9 image term
@@ -92,9 +93,12 @@ class TrainConfig:
 
 
 PAPER = TrainConfig(audio_encoder=ae.SEED_RESNET18, inversion=inv.SEED_PSP, walker=wk.DEFAULT)
+# The seed code: no audio encoder in the loop (its walker takes no audio codes), the image<->text
+# CLIP term at 0.001, AdamW with default betas, per-frame "3D" discriminator.
 SEED = TrainConfig(audio_encoder=ae.SEED_RESNET18, inversion=inv.SEED_PSP_TRANSFORMER, walker=wk.SEED,
                    video_disc=disc.VideoDiscriminatorConfig(kernel_t=1, out_channels=256), batch_size=1,
-                   lambda_clip_text=0.0, lambda_nce=0.0, train_audio_encoder=False)
+                   lambda_clip_image=0.0, lambda_clip_text=0.0, lambda_nce=0.0, lambda_image_text=0.001,
+                   train_audio_encoder=False, betas=(0.9, 0.999))
 LIGHT = TrainConfig()
 PRESETS = {"paper": PAPER, "seed": SEED, "light": LIGHT}
 
@@ -295,6 +299,7 @@ def train(data, output, generator_path, clip_path, config: TrainConfig = LIGHT, 
     d_img = disc.ImageDiscriminator(cfg.image_disc)
     d_vid = disc.VideoDiscriminator(cfg.video_disc)
     train_audio = cfg.train_audio_encoder and (cfg.lambda_nce > 0 or cfg.lambda_clip_text > 0)
+    use_audio = train_audio or cfg.walker.audio_dim > 0 or cfg.lambda_clip_image > 0  # codes needed at all
     audio_enc.requires_grad_(train_audio)
 
     kw = dict(betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
@@ -310,10 +315,12 @@ def train(data, output, generator_path, clip_path, config: TrainConfig = LIGHT, 
     loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
                                          num_workers=cfg.num_workers)
     modules = [audio_enc, inversion, walker, d_img, d_vid]
-    audio_enc, inversion, walker, d_img, d_vid, opt_g, opt_d, loader = acc.prepare(
-        audio_enc, inversion, walker, d_img, d_vid, opt_g, opt_d, loader)
-    if opt_a is not None:
-        opt_a = acc.prepare(opt_a)
+    inversion, walker, d_img, d_vid, opt_g, opt_d, loader = acc.prepare(
+        inversion, walker, d_img, d_vid, opt_g, opt_d, loader)
+    if train_audio:  # DDP refuses a module without trainable parameters: a frozen encoder stays plain
+        audio_enc, opt_a = acc.prepare(audio_enc, opt_a)
+    else:
+        audio_enc = audio_enc.to(dev).eval()
 
     step = 0
     if resume:
@@ -363,17 +370,21 @@ def train(data, output, generator_path, clip_path, config: TrainConfig = LIGHT, 
             losses = {}
 
             # audio codes of each frame's segment; InfoNCE against real frames and label text
-            codes, scale = audio_enc(segs.flatten(0, 1), with_logit_scale=True)
-            codes = codes.view(B, T, -1)  # (B, T, D)
-            with torch.no_grad():
-                real_emb = clip_images(video.flatten(0, 1)).view(B, T, -1)
-            txt = text_embeds(labels) if (cfg.lambda_clip_text > 0 or cfg.lambda_nce > 0) else None
-            a_n = F.normalize(codes, dim=-1)
+            codes = a_n = None
+            if use_audio:
+                with torch.set_grad_enabled(train_audio):
+                    codes, scale = audio_enc(segs.flatten(0, 1), with_logit_scale=True)
+                codes = codes.view(B, T, -1)  # (B, T, D)
+                a_n = F.normalize(codes, dim=-1)
+            need_text = cfg.lambda_clip_text > 0 or cfg.lambda_nce > 0 or cfg.lambda_image_text > 0
+            txt = text_embeds(labels) if need_text else None
             loss_a = torch.zeros((), device=dev)
-            if cfg.lambda_nce > 0 and B > 1:
+            if train_audio and cfg.lambda_nce > 0 and B > 1:
+                with torch.no_grad():
+                    real_emb = clip_images(video.flatten(0, 1)).view(B, T, -1)
                 losses["nce"] = ae.contrastive_loss(codes.mean(1), real_emb.mean(1), txt, scale)
                 loss_a = loss_a + cfg.lambda_nce * losses["nce"]
-            if cfg.lambda_clip_text > 0:
+            if train_audio and cfg.lambda_clip_text > 0:
                 losses["clip_text"] = (1 - (a_n * txt[:, None]).sum(-1)).mean()  # eq. 2, audio <-> text
                 loss_a = loss_a + cfg.lambda_clip_text * losses["clip_text"]
 
@@ -406,14 +417,18 @@ def train(data, output, generator_path, clip_path, config: TrainConfig = LIGHT, 
             losses["d"] = loss_d
 
             # generator side: eq. 2 (image), eq. 3, eq. 9
-            fake_emb = clip_images(fake).view(B, T, -1)
-            losses["clip_image"] = (1 - (fake_emb * a_n.detach()).sum(-1)).mean()  # eq. 2, audio <-> image
+            fake_emb = clip_images(fake).view(B, T, -1) if (cfg.lambda_clip_image > 0 or cfg.lambda_image_text > 0) else None
+            zero = torch.zeros((), device=dev)
+            losses["clip_image"] = (1 - (fake_emb * a_n.detach()).sum(-1)).mean() if cfg.lambda_clip_image > 0 else zero
+            if cfg.lambda_image_text > 0:  # the seed's CLIPLoss: (1 - cos(image, text))^2
+                losses["image_text"] = (1 - (fake_emb * txt[:, None]).sum(-1)).square().mean()
             anchor = w if cfg.latent_anchor == "start" else w_mean[None, None].expand_as(w)
             losses["latent"] = (w_hat - anchor).square().mean()  # eq. 3
             losses["walk"] = (lat - anchor[:, None]).square().mean()
             losses["adv_image"] = disc.g_loss(d_img(fake), cfg.gan_loss)
             losses["adv_video"] = disc.g_loss(d_vid(fake_clip.permute(0, 2, 1, 3, 4)), cfg.gan_loss)
             loss_g = (cfg.lambda_clip_image * losses["clip_image"] + cfg.lambda_latent * losses["latent"]
+                      + cfg.lambda_image_text * losses.get("image_text", zero)
                       + cfg.lambda_walk * losses["walk"] + cfg.lambda_adv_image * losses["adv_image"]
                       + cfg.lambda_adv_video * losses["adv_video"])
             opt_g.zero_grad(set_to_none=True)
