@@ -49,8 +49,6 @@ def test_console_script_help_lists_the_commands():
     assert r.returncode == 0, r.stderr
     for cmd in ("info", "models", "download"):
         assert cmd in r.stdout
-    r2 = subprocess.run([sys.executable, "-m", "synesthesia", "download", "--help"], capture_output=True, text=True, timeout=120)
-    assert r2.returncode == 0 and "--dest" in r2.stdout
 
 
 def test_info_reports_versions_device_folders_and_present_models(tmp_path):
@@ -97,7 +95,6 @@ def test_bad_input_exits_2_with_one_line(tmp_path):
     env = _env(tmp_path)
     for args, text in [
         (["download", "no-such-model"], "unknown model 'no-such-model'"),
-        (["models", "--kind", "nope"], "unknown kind 'nope'"),
         (["download", "stylegan2-ffhq-config-f"], "cannot be downloaded automatically"),
     ]:
         r = run(args, env)
@@ -132,3 +129,15 @@ def test_download_command_fetches_verifies_and_refuses(server, tmp_path):  # noq
     assert r.returncode == 2
     assert "sha256 mismatch" in _error_lines(r.stderr)[0] and "Traceback" not in r.stderr
     assert sorted(p.name for p in (dest / "sams").iterdir()) == ["good.pth"]
+
+
+def test_unknown_kind_in_process(capsys, monkeypatch, tmp_path):
+    """Same front end, called in-process (cheaper than a subprocess)."""
+    from synesthesia.core.cli import main
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert main(["models", "--kind", "nope"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("synesthesia models: error: unknown kind 'nope'") and "sams" in err[-1]
+    assert main(["models", "--kind", "sams", "--json"]) == 0
+    assert {r["name"] for r in json.loads(capsys.readouterr().out)} == {"sam-vit-base", "sam-vit-b"}
