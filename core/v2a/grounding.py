@@ -365,16 +365,16 @@ class GroundingSamGrounder:
         if not nouns or F == 0:
             return Detections.empty(nouns, F, (H, W), self.backend)
         found = self.detect(frames, nouns)
-        det = Detections(nouns, (H, W), torch.zeros(F, len(nouns)), boxes=[], backend=self.backend)
-        det.boxes, det.masks, det.scores, det.mask_scores, det.labels = [], [], [], [], []
-        for f, (boxes, scores, labels) in enumerate(found):
-            masks, iou = self.segment(frames[f], boxes)
-            det.boxes.append(boxes), det.masks.append(masks), det.scores.append(scores)
-            det.mask_scores.append(iou), det.labels.append(labels)
-            det.appearance[f] = appearance_from_detections(labels, scores, iou, len(nouns))
+        boxes, masks, scores, mask_scores, labels = [], [], [], [], []
+        appearance = torch.zeros(F, len(nouns))
+        for f, (b, s, lab) in enumerate(found):
+            m, iou = self.segment(frames[f], b)
+            boxes.append(b), masks.append(m), scores.append(s), mask_scores.append(iou), labels.append(lab)
+            appearance[f] = appearance_from_detections(lab, s, iou, len(nouns))
             if callback is not None:
                 callback(f + 1, F, {"stage": "grounding"})
-        return det
+        return Detections(nouns, (H, W), appearance, boxes=boxes, masks=masks, scores=scores,
+                          mask_scores=mask_scores, labels=labels, backend=self.backend)
 
 
 def _pil_processor(family: str):
