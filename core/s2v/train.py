@@ -456,6 +456,7 @@ def train(data, output, generator_path, clip_path, config: TrainConfig = LIGHT, 
                 _save_checkpoint(acc, out, step, modules, opt_g, opt_d, opt_a, cfg, atomic_path)
         epoch += 1
     acc.wait_for_everyone()
+    acc.end_training()  # closes trackers and, when distributed, the process group
     return last
 
 
