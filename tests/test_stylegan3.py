@@ -39,7 +39,8 @@ def test_upfirdn2d_matches_its_definition():
     torch.manual_seed(0)
     x = torch.randn(1, 2, 5, 6)
     f2 = torch.rand(3, 4)
-    for up, down, pad in [(1, 1, (1, 2, 2, 1)), (2, 1, (2, 1, 1, 2)), (1, 2, (1, 1, 1, 1)), (2, 2, (3, 2, 3, 2))]:
+    for up, down, pad in [(1, 1, (1, 2, 2, 1)), (2, 1, (2, 1, 1, 2)), (1, 2, (1, 1, 1, 1)), (2, 2, (3, 2, 3, 2)),
+                          (2, 1, (-1, 2, 3, -1)), (1, 2, (-1, 0, 2, -1)), (4, 1, (5, -2, 0, 3))]:
         ours = upfirdn2d(x, f2, up=up, down=down, padding=pad)
         for c in range(2):
             torch.testing.assert_close(ours[0, c], _naive_upfirdn1ch(x[0, c], f2, up, down, pad), atol=1e-5, rtol=1e-5)

@@ -68,38 +68,50 @@ def upfirdn2d(x: torch.Tensor, f: torch.Tensor | None, up: int = 1, down: int = 
               flip_filter: bool = False, gain: float = 1.0) -> torch.Tensor:
     """Upsample by zero insertion, pad (negative = crop), FIR-filter, keep every ``down``-th pixel.
 
-    ``x`` is ``(B, C, H, W)``; the filter is applied per channel (depthwise).
+    ``x`` is ``(B, C, H, W)``; the filter is applied per channel (depthwise). The zero insertion and
+    the discarded outputs are never computed: upsampling runs as a stride-``up`` transposed
+    convolution and downsampling as a stride-``down`` convolution, which give the same sums as
+    the literal definition (tests compare against a loop implementation of it).
     """
     if x.ndim != 4:
         raise ValueError(f"upfirdn2d expects (B, C, H, W), got shape {tuple(x.shape)}")
     if f is None:
         f = torch.ones(1, 1, dtype=torch.float32, device=x.device)
-    b, c, h, w = x.shape
     px0, px1, py0, py1 = _parse_padding(padding)
-
-    if up > 1:  # zero insertion
-        x = x.reshape(b, c, h, 1, w, 1)
-        x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
-        x = x.reshape(b, c, h * up, w * up)
-
-    x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
-    x = x[:, :, max(-py0, 0): x.shape[2] - max(-py1, 0), max(-px0, 0): x.shape[3] - max(-px1, 0)]
-
     f = (f * (gain ** (f.ndim / 2))).to(x.dtype)
-    if not flip_filter:
+    if flip_filter:  # flip_filter=True means correlation; the passes below implement true convolution
         f = f.flip(list(range(f.ndim)))
     if f.ndim == 2:
-        if f.numel() > 1:
-            x = F.conv2d(x, f[None, None].expand(c, 1, *f.shape), groups=c)
-        else:
-            x = x * f.reshape(())
-    else:
-        x = F.conv2d(x, f[None, None, None, :].expand(c, 1, 1, f.shape[0]), groups=c)
-        x = F.conv2d(x, f[None, None, :, None].expand(c, 1, f.shape[0], 1), groups=c)
+        return _fir_pass(x, f, up, up, down, down, px0, px1, py0, py1)
+    x = _fir_pass(x, f[None, :], up, 1, down, 1, px0, px1, 0, 0)  # along W
+    return _fir_pass(x, f[:, None], 1, up, 1, down, 0, 0, py0, py1)  # along H
 
-    if down > 1:
-        x = x[:, :, ::down, ::down]
-    return x
+
+def _fir_pass(x: torch.Tensor, f: torch.Tensor, upx: int, upy: int, downx: int, downy: int,
+              px0: int, px1: int, py0: int, py1: int) -> torch.Tensor:
+    """One depthwise true-convolution pass with a 2-D kernel ``f (kh, kw)`` (see :func:`upfirdn2d`)."""
+    b, c, h, w = x.shape
+    kh, kw = f.shape
+    out_h = h * upy + py0 + py1 - kh + 1
+    out_w = w * upx + px0 + px1 - kw + 1
+    if out_h < 1 or out_w < 1:
+        raise ValueError(f"upfirdn2d: filter {tuple(f.shape)} larger than the padded input {tuple(x.shape)}")
+    if upx == 1 and upy == 1:
+        x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
+        x = x[:, :, max(-py0, 0): x.shape[2] - max(-py1, 0), max(-px0, 0): x.shape[3] - max(-px1, 0)]
+        if kh * kw == 1:
+            return x[:, :, ::downy, ::downx] * f.reshape(())
+        weight = f.flip([0, 1])[None, None].expand(c, 1, kh, kw)
+        return F.conv2d(x, weight, stride=(downy, downx), groups=c)
+    # Full convolution of the zero-inserted signal == transposed convolution with stride `up`;
+    # output n of the padded-and-filtered signal is full-convolution sample n + k - 1 - pad0.
+    t = F.conv_transpose2d(x, f[None, None].expand(c, 1, kh, kw), stride=(upy, upx), groups=c)
+    sy, sx = kh - 1 - py0, kw - 1 - px0
+    pad = [max(-sx, 0), max(sx + out_w - t.shape[3], 0), max(-sy, 0), max(sy + out_h - t.shape[2], 0)]
+    if any(pad):
+        t = F.pad(t, pad)
+    sy, sx = sy + pad[2], sx + pad[0]
+    return t[:, :, sy: sy + out_h: downy, sx: sx + out_w: downx]
 
 
 def upsample2d(x: torch.Tensor, f: torch.Tensor, up: int = 2, flip_filter: bool = False) -> torch.Tensor:

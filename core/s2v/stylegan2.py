@@ -224,7 +224,7 @@ class SynthesisBlock(nn.Module):
             x = self.conv1(x, ws[:, 1], noise_mode)
         if img is not None:
             img = upsample2d(img, self.resample_filter)
-        y = self.torgb(x, ws[:, self.num_conv])
+        y = self.torgb(x, ws[:, self.num_conv]).float()  # the skip image is accumulated in float32
         img = y if img is None else img + y
         return x, img
 
@@ -259,7 +259,7 @@ class SynthesisNetwork(nn.Module):
             block = getattr(self, f"b{res}")
             x, img = block(x, img, wplus[:, idx: idx + block.num_conv + 1], noise_mode)
             idx += block.num_conv
-        return img  # (B, 3, H, W)
+        return img  # (B, 3, H, W) float32
 
 
 class StyleGAN2Generator(StyleGenerator):
