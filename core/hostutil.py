@@ -332,12 +332,17 @@ def cached_load(path, loader, device=None, **kwargs):
 
 # ----------------------------------------------------------------------------- rendering
 def render_latents(generator, latents, batch_size: int = 8, noise_mode: str = "const",
-                   callback: Optional[ProgressCallback] = None):
+                   resolution: Optional[int] = None, callback: Optional[ProgressCallback] = None):
     """W+ latents ``(N, n_latent, w_dim)`` -> images ``(N, 3, H, W)`` in [0, 1] on the CPU, in batches.
 
-    ``callback(done, N, {"stage": "render"})`` after each batch (it may raise to cancel).
+    ``resolution`` resizes the square output (antialiased bilinear, as the pipeline does); None keeps
+    the generator's. ``callback(done, N, {"stage": "render"})`` after each batch (it may raise to cancel).
     """
     import torch
+    import torch.nn.functional as F
+
+    if resolution is not None and not 16 <= int(resolution) <= 4096:
+        raise InputError(f"resolution must be between 16 and 4096 pixels; got {resolution}")
 
     if latents.dim() != 3 or latents.shape[1:] != (generator.n_latent, generator.w_dim):
         raise InputError(f"latents must be (N, {generator.n_latent}, {generator.w_dim}) for this generator; "
@@ -350,7 +355,10 @@ def render_latents(generator, latents, batch_size: int = 8, noise_mode: str = "c
         for a in range(0, latents.shape[0], batch_size):
             w = latents[a:a + batch_size].to(p.device, p.dtype)
             img = generator.synthesis(w, noise_mode=noise_mode)  # (b, 3, H, W) in [-1, 1]
-            out.append(((img.float() + 1) / 2).clamp(0, 1).cpu())
+            img = (img.float().clamp(-1, 1) + 1) / 2
+            if resolution is not None and img.shape[-1] != int(resolution):
+                img = F.interpolate(img, size=(int(resolution),) * 2, mode="bilinear", antialias=True, align_corners=False)
+            out.append(img.clamp(0, 1).cpu())
             if callback is not None:
                 callback(min(a + batch_size, latents.shape[0]), latents.shape[0], {"stage": "render"})
     return torch.cat(out)
@@ -403,16 +411,25 @@ def s2v_invert(pipe, audio, sample_rate: int, prompt: Optional[str] = None, seed
 
 
 def s2v_walk(pipe, audio, sample_rate: int, w_hat, fps: float = 25.0, duration: Optional[float] = None,
-             batch_size: int = 8, callback: Optional[ProgressCallback] = None):
-    """Step 5 without rendering: the recurrent walk (eq. 4-5) from ŵ_a -> W+ latents (N, n_latent, w_dim)."""
+             batch_size: int = 8, style_mix: Optional[int] = None, style_latent=None,
+             callback: Optional[ProgressCallback] = None):
+    """Step 5 without rendering: the recurrent walk (eq. 4-5) from ŵ_a -> W+ latents (N, n_latent, w_dim).
+
+    ``style_mix`` (a W+ index) keeps the vectors from that index on at ``style_latent`` (the start
+    latent w before inversion, (n_latent, w_dim)), as the pipeline's ``style_mix`` does.
+    """
     import torch
 
     from .progress import Progress
     from .s2v.audio_encoder import segment_mel
     from .s2v.pipeline import front_sr
 
-    pipe._check(audio, sample_rate, None, fps, duration, None, 0.7, None, None)
+    pipe._check(audio, sample_rate, None, fps, duration, None, 0.7, style_mix, None)
     G = pipe.generator
+    if style_mix is not None:
+        if style_latent is None:
+            raise InputError("style_mix needs the start latent before inversion: connect Sound Invert's style_latent")
+        style_latent = style_latent.reshape(G.n_latent, G.w_dim).float().cpu()
     if w_hat.dim() == 2:
         w_hat = w_hat[None]
     if tuple(w_hat.shape[1:]) != (G.n_latent, G.w_dim):
@@ -436,7 +453,10 @@ def s2v_walk(pipe, audio, sample_rate: int, w_hat, fps: float = 25.0, duration: 
                 seg = segment_mel(enc_mel, centres[f0:f1], pipe.audio_encoder.config.segment_frames).to(pipe.device)
                 codes = pipe.audio_encoder(seg)[None]  # (1, b, D)
             lat, state = pipe.walker(codes, state, n_frames=f1 - f0)
-            out.append(lat[0].float().cpu())
+            lat = lat[0].float().cpu()
+            if style_mix is not None:
+                lat[:, style_mix:] = style_latent[None, style_mix:]
+            out.append(lat)
             progress.advance(f1 - f0)
     return torch.cat(out)
 

@@ -17,9 +17,10 @@ class SynesthesiaSoundInvert:
     DESCRIPTION = ("Sound inversion (eq. 1): pick a start latent w (from the seed, or with a prompt the most "
                    "CLIP-similar of K samples, sec. 4.5) and move it by the sound: ŵ_a = E_a(x_a) + w.")
     CATEGORY = CATEGORY
-    RETURN_TYPES = ("SYN_WPLUS",)
-    RETURN_NAMES = ("start_latent",)
-    OUTPUT_TOOLTIPS = ("The inverted W+ latent (1, n_latent, w_dim) the walk starts from.",)
+    RETURN_TYPES = ("SYN_WPLUS", "SYN_WPLUS")
+    RETURN_NAMES = ("start_latent", "style_latent")
+    OUTPUT_TOOLTIPS = ("The inverted W+ latent ŵ_a (1, n_latent, w_dim) the walk starts from.",
+                       "The start latent w before inversion (for Latent Walk's style mix, or to render as is).")
     FUNCTION = "invert"
     REQUIRES = ("safetensors",)
 
@@ -47,9 +48,9 @@ class SynesthesiaSoundInvert:
 
     def invert(self, audio, stylegan, sound_models, seed, truncation, prompt, candidates, clip=None):
         wave, sr = hostutil.audio_from_host(audio)
-        w_hat, _ = hostutil.s2v_invert(_pipeline(stylegan, sound_models, clip), wave, sr, prompt.strip() or None,
+        w_hat, w = hostutil.s2v_invert(_pipeline(stylegan, sound_models, clip), wave, sr, prompt.strip() or None,
                                        int(seed), float(truncation), int(candidates), host.progress_callback())
-        return (w_hat,)
+        return (w_hat, w[None])
 
 
 class SynesthesiaLatentWalk:
@@ -74,13 +75,20 @@ class SynesthesiaLatentWalk:
                                   "tooltip": "Frames per second of the video."}),
                 "duration": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 86400.0, "step": 0.1,
                                        "tooltip": "Seconds of sound to animate; 0 animates all of it."}),
+                "style_mix": ("INT", {"default": 0, "min": 0, "max": 18,
+                                      "tooltip": "0: off. N: W+ vectors from index N on stay at the style latent "
+                                                 "(fine styles fixed, coarse ones follow the sound)."}),
+            },
+            "optional": {
+                "style_latent": ("SYN_WPLUS", {"tooltip": "Sound Invert's style_latent; needed for style_mix."}),
             },
         }
 
-    def walk(self, audio, stylegan, sound_models, start_latent, fps, duration):
+    def walk(self, audio, stylegan, sound_models, start_latent, fps, duration, style_mix, style_latent=None):
         wave, sr = hostutil.audio_from_host(audio)
         lat = hostutil.s2v_walk(_pipeline(stylegan, sound_models), wave, sr, start_latent, float(fps),
-                                float(duration) or None, callback=host.progress_callback())
+                                float(duration) or None, style_mix=int(style_mix) or None, style_latent=style_latent,
+                                callback=host.progress_callback())
         return (lat, float(fps))
 
 
@@ -100,12 +108,15 @@ class SynesthesiaStyleGANRender:
                 "latents": ("SYN_WPLUS", {"tooltip": "W+ latents (Latent Walk or Sound Invert)."}),
                 "batch_size": ("INT", {"default": 8, "min": 1, "max": 256,
                                        "tooltip": "Frames rendered at once; lower it if memory runs out."}),
+                "resolution": ("INT", {"default": 0, "min": 0, "max": 4096, "step": 8,
+                                       "tooltip": "Output size in pixels (square); 0 keeps the generator's."}),
             },
         }
 
-    def render(self, stylegan, latents, batch_size):
+    def render(self, stylegan, latents, batch_size, resolution):
         lat = latents if latents.dim() == 3 else latents[None]
-        imgs = hostutil.render_latents(stylegan, lat, int(batch_size), callback=host.progress_callback(lat.shape[0]))
+        imgs = hostutil.render_latents(stylegan, lat, int(batch_size), resolution=int(resolution) or None,
+                                       callback=host.progress_callback(lat.shape[0]))
         return (hostutil.images_to_host(imgs),)
 
 

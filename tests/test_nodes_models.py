@@ -72,9 +72,9 @@ def test_sound_to_video_chain_equals_pipeline(loaded):
     g, sm = loaded
     wave = T.tone(1.0).repeat(2, 1)  # stereo (2, N) at 8 kHz
     audio = hostutil.audio_to_host(wave, T.SR)
-    (w_hat,) = SynesthesiaSoundInvert().invert(audio, g, sm, seed=7, truncation=0.7, prompt="", candidates=16)
-    traj, fps = SynesthesiaLatentWalk().walk(audio, g, sm, w_hat, fps=10.0, duration=0.0)
-    (images,) = SynesthesiaStyleGANRender().render(g, traj, batch_size=4)
+    w_hat, w = SynesthesiaSoundInvert().invert(audio, g, sm, seed=7, truncation=0.7, prompt="", candidates=16)
+    traj, fps = SynesthesiaLatentWalk().walk(audio, g, sm, w_hat, fps=10.0, duration=0.0, style_mix=0)
+    (images,) = SynesthesiaStyleGANRender().render(g, traj, batch_size=4, resolution=0)
 
     ref = SoundToVideoPipeline(g, sm.inversion, sm.walker, sm.audio_encoder)(wave, T.SR, seed=7, fps=10.0,
                                                                              truncation=0.7, batch_size=4)
@@ -82,8 +82,17 @@ def test_sound_to_video_chain_equals_pipeline(loaded):
     assert torch.allclose(traj, ref.latents, atol=1e-5)
     assert images.shape == (10, 32, 32, 3) and 0 <= images.min() and images.max() <= 1
     assert torch.allclose(images, ref.frames.permute(0, 2, 3, 1), atol=1e-5)
+    assert torch.allclose(w[0], ref.start_latent, atol=1e-6)
     # the walk really moves with the sound: frames differ over time
     assert (images[0] - images[-1]).abs().mean() > 1e-4
+
+    # the pipeline's style mix and resolution options, through the nodes
+    traj_m, _ = SynesthesiaLatentWalk().walk(audio, g, sm, w_hat, 10.0, 0.5, style_mix=4, style_latent=w)
+    (img_m,) = SynesthesiaStyleGANRender().render(g, traj_m, 4, resolution=24)
+    ref_m = SoundToVideoPipeline(g, sm.inversion, sm.walker, sm.audio_encoder)(
+        wave, T.SR, seed=7, fps=10.0, truncation=0.7, duration=0.5, style_mix=4, resolution=24, batch_size=4)
+    assert torch.allclose(traj_m, ref_m.latents, atol=1e-5) and torch.equal(traj_m[:, 4:], w[:, 4:].expand(5, -1, -1))
+    assert img_m.shape == (5, 24, 24, 3) and torch.allclose(img_m, ref_m.frames.permute(0, 2, 3, 1), atol=1e-5)
 
 
 def test_progress_and_cancel_reach_the_job_callback(loaded):
@@ -91,11 +100,11 @@ def test_progress_and_cancel_reach_the_job_callback(loaded):
 
     g, sm = loaded
     audio = hostutil.audio_to_host(T.tone(1.0), T.SR)
-    (w_hat,) = SynesthesiaSoundInvert().invert(audio, g, sm, 1, 0.7, "", 16)
+    w_hat, _ = SynesthesiaSoundInvert().invert(audio, g, sm, 1, 0.7, "", 16)
     calls = []
     with hostutil.job_callback(lambda s, t, info: calls.append((s, t, info.get("stage")))):
-        traj, _ = SynesthesiaLatentWalk().walk(audio, g, sm, w_hat, 20.0, 0.0)
-        SynesthesiaStyleGANRender().render(g, traj, 8)
+        traj, _ = SynesthesiaLatentWalk().walk(audio, g, sm, w_hat, 20.0, 0.0, 0)
+        SynesthesiaStyleGANRender().render(g, traj, 8, 0)
     walk = [c for c in calls if c[2] == "walk"]
     render = [c for c in calls if c[2] == "render"]
     assert walk[-1] == (20, 20, "walk") and [c[0] for c in render] == [8, 16, 20]
@@ -107,5 +116,5 @@ def test_progress_and_cancel_reach_the_job_callback(loaded):
     seen = []
     with hostutil.job_callback(lambda s, t, i: (seen.append(s), cancel_after_first(s, t, i))):
         with pytest.raises(Cancelled):
-            SynesthesiaStyleGANRender().render(g, traj, 8)
+            SynesthesiaStyleGANRender().render(g, traj, 8, 0)
     assert seen == [8]  # stopped after the first batch, the other two never rendered
