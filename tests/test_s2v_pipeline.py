@@ -133,6 +133,15 @@ def test_chunked_mel_and_resample():
     assert y.shape == (1, 8000)
     spec = torch.fft.rfft(y[0]).abs()
     assert int(spec.argmax()) == 440  # 1 s at 8 kHz: bin = Hz
+    # long sounds are resampled block by block: same samples as one block, and on the true time grid
+    sr = 44100
+    t = torch.arange(3 * sr + 123) / sr
+    f = lambda tt: torch.sin(2 * torch.pi * 440 * tt) + 0.5 * torch.sin(2 * torch.pi * 3000 * tt + 1)  # noqa: E731
+    one = P.resample(f(t)[None], sr, 16000, block_s=100)
+    blocks = P.resample(f(t)[None], sr, 16000, block_s=0.5)
+    assert one.shape == blocks.shape == (1, 48045)
+    assert (one - blocks)[0, 500:-500].abs().max() < 1e-3
+    assert (blocks[0] - f(torch.arange(48045) / 16000))[500:-500].abs().max() < 1e-2
 
 
 def test_image_inversion_recovers_a_generated_image():

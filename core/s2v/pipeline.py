@@ -21,6 +21,7 @@ every frame, so the sound moves the coarse structure while the start image's fin
 from __future__ import annotations
 
 import logging
+import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,16 +55,47 @@ class S2VResult:
     resolution: int
 
 
-def resample(wave: torch.Tensor, sr_in: int, sr_out: int) -> torch.Tensor:
-    """Band-limited resampling of (C, N) by FFT (exact for periodic signals, fine for analysis)."""
-    if sr_in == sr_out:
-        return wave
-    n_out = max(1, int(round(wave.shape[-1] * sr_out / sr_in)))
+def _fft_resample(wave: torch.Tensor, n_out: int) -> torch.Tensor:
     spec = torch.fft.rfft(wave.double(), dim=-1)
     keep = min(spec.shape[-1], n_out // 2 + 1)
     out = torch.zeros(*spec.shape[:-1], n_out // 2 + 1, dtype=spec.dtype)
     out[..., :keep] = spec[..., :keep]
     return (torch.fft.irfft(out, n=n_out, dim=-1) * (n_out / wave.shape[-1])).to(wave.dtype)
+
+
+def resample(wave: torch.Tensor, sr_in: int, sr_out: int, block_s: float = 20.0) -> torch.Tensor:
+    """Band-limited resampling of (C, N) by FFT, in blocks of about ``block_s`` seconds.
+
+    Each block is resampled with a context margin on both sides that is then cut away, so long
+    sounds need memory for one block only. Block starts and margins are whole multiples of
+    ``sr_in / gcd(sr_in, sr_out)`` input samples, so every block lands on exact output samples.
+    Meant for analysis (mel features), not for listening.
+    """
+    if sr_in == sr_out:
+        return wave
+    g = math.gcd(int(sr_in), int(sr_out))
+    step_in, step_out = sr_in // g, sr_out // g  # this many input samples make exactly step_out outputs
+    n_in = wave.shape[-1]
+    n_out = max(1, int(round(n_in * sr_out / sr_in)))
+    context = step_in * max(1, math.ceil(4096 / step_in))
+    block = step_in * max(1, math.ceil(block_s * sr_in / step_in))
+    def exact(piece):  # pad to whole steps so the output rate is exactly sr_out (no drift)
+        pad = (-piece.shape[-1]) % step_in
+        piece = F.pad(piece, (0, pad))
+        return _fft_resample(piece, piece.shape[-1] // step_in * step_out)
+
+    if n_in <= block + 2 * context:
+        return exact(wave)[..., :n_out]
+    outs = []
+    for s in range(0, n_in, block):
+        e = min(n_in, s + block)
+        a, b = max(0, s - context), min(n_in, e + context)
+        o_s = (s // step_in) * step_out  # exact output index of input sample s
+        o_e = n_out if e == n_in else (e // step_in) * step_out
+        piece = exact(wave[..., a:b])
+        o0 = ((s - a) // step_in) * step_out
+        outs.append(piece[..., o0:o0 + (o_e - o_s)])
+    return torch.cat(outs, dim=-1)
 
 
 def power_mel_chunked(front: MelFrontEnd, wave: torch.Tensor, chunk_frames: int = 2048) -> torch.Tensor:
