@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from ..core import hostutil
-from ..core.s2v.pipeline import SoundToVideoPipeline
 from . import host
 
 CATEGORY = "Synesthesia/sound to video"
 
 
-def _pipeline(stylegan, sound_models, clip=None) -> SoundToVideoPipeline:
+def _pipeline(stylegan, sound_models, clip=None):
+    from ..core.s2v.pipeline import SoundToVideoPipeline  # torch: imported when a node runs, not at start-up
+
     return SoundToVideoPipeline(stylegan, sound_models.inversion, sound_models.walker, sound_models.audio_encoder, clip)
 
 

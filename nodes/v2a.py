@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from ..core import hostutil
 from ..core.errors import InputError
-from ..core.v2a.pipeline import VideoToAudioPipeline
-from ..core.v2a.sampling import DEFAULT_GUIDANCE, SCHEDULERS
 from . import host
 
 CATEGORY = "Synesthesia/video to sound"
@@ -16,6 +14,12 @@ FRAME_INPUTS = {
 }
 FPS_INPUT = ("FLOAT", {"default": 25.0, "min": 0.1, "max": 240.0, "step": 0.01,
                        "tooltip": "Frame rate of 'images' (ignored for a 'video', which carries its own)."})
+
+
+def _pipeline(vta, clip, grounder=None):
+    from ..core.v2a.pipeline import VideoToAudioPipeline  # torch: imported when a node runs, not at start-up
+
+    return VideoToAudioPipeline(vta, clip, None, None, grounder)
 
 
 def _frames(images, video, fps, rate: float):
@@ -63,7 +67,7 @@ class SynesthesiaGroundObjects:
     def ground(self, vta, clip, grounder, prompt, fps, images=None, video=None):
         frames, rate, _ = _frames(images, video, fps, vta.config.frame_rate)
         host.check_interrupted()
-        obj = hostutil.v2a_ground(VideoToAudioPipeline(vta, clip, None, None, grounder), frames, rate, prompt)
+        obj = hostutil.v2a_ground(_pipeline(vta, clip, grounder), frames, rate, prompt)
         overlay, masks = hostutil.detections_overlay(obj.frames, obj.detections)
         return (obj, overlay, masks)
 
@@ -80,6 +84,8 @@ class SynesthesiaVTADiffuse:
 
     @classmethod
     def INPUT_TYPES(cls):
+        from ..core.v2a.sampling import DEFAULT_GUIDANCE, SCHEDULERS
+
         return {
             "required": {
                 "vta": ("SYN_VTA", {"tooltip": "The denoiser (Load VTA Denoiser)."}),
@@ -104,7 +110,7 @@ class SynesthesiaVTADiffuse:
     def diffuse(self, vta, clip, fps, negative_prompt, duration, steps, guidance, scheduler, seed,
                 images=None, video=None, objects=None):
         frames, rate, clip_seconds = _frames(images, video, fps, vta.config.frame_rate)
-        mel = hostutil.v2a_diffuse(VideoToAudioPipeline(vta, clip, None, None), frames, rate, objects,
+        mel = hostutil.v2a_diffuse(_pipeline(vta, clip), frames, rate, objects,
                                    negative_prompt, float(duration) or clip_seconds, int(steps), float(guidance), int(seed),
                                    scheduler, callback=host.progress_callback(int(steps)))
         return (mel,)

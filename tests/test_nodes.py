@@ -296,3 +296,14 @@ def test_downloaded_manifest_models_are_listed_and_resolved(tmp_path, monkeypatc
         assert "clip-vit-large-patch14" in host.model_choices("clip")
         assert "clip-vit-large-patch14" not in host.model_choices("stylegan")
         assert host.resolve_model("clip", "clip-vit-large-patch14") == store.find("clip-vit-large-patch14")
+
+
+def test_pack_import_stays_light():
+    """ComfyUI imports every pack at start-up: ours must not pull torch or the model libraries then."""
+    import subprocess
+
+    code = ("import sys, synesthesia.nodes as n; assert n.NODE_CLASS_MAPPINGS; "
+            "print(sorted(m for m in ('torch', 'transformers', 'diffusers', 'av') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
