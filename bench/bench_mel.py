@@ -13,12 +13,16 @@ import argparse
 import os
 import time
 
-import numpy as np
-import torch
+# numpy's OpenBLAS threads spin after each call; on a 2-core machine they steal the core the
+# next torch run needs. One BLAS thread is also all the reference's single matrix product needs.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 
-def interleaved_min(fns, rounds: int, sync=lambda: None):
-    """Min wall time and min process CPU time of each fn over ``rounds`` alternating runs.
+def min_times(fns, rounds: int, sync=lambda: None):
+    """``[(min wall, min cpu), ...]`` of each fn over ``rounds`` alternating runs.
 
     The machine may be shared: alternating the candidates gives each the same chance at quiet
     moments, and the minimum is the least disturbed run. CPU time (all threads of this process)
@@ -36,7 +40,7 @@ def interleaved_min(fns, rounds: int, sync=lambda: None):
             sync()
             wall[i] = min(wall[i], time.perf_counter() - t0)
             cpu[i] = min(cpu[i], time.process_time() - c0)
-    return wall, cpu
+    return list(zip(wall, cpu))
 
 
 def main() -> None:
@@ -45,7 +49,7 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=60.0)
-    ap.add_argument("--repeat", type=int, default=20, help="alternating rounds; the minimum of each is reported")
+    ap.add_argument("--repeat", type=int, default=20, help="runs per candidate and mode; the minimum is reported")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     args = ap.parse_args()
@@ -70,14 +74,20 @@ def main() -> None:
         return mel.log_mel(x, cfg)
 
     diff = float(np.abs(ours()[0].cpu().numpy() - ref()).max())
-    (t_ref, t_ours), (c_ref, c_ours) = interleaved_min([ref, ours], args.repeat, sync)
-    print(f"log-mel of {args.seconds:g} s at {cfg.sample_rate} Hz ({cfg.n_frames(n)} frames, {cfg.n_mels} mels), "
-          f"min of {args.repeat} alternating runs")
-    print(f"numpy reference (transformers.audio_utils): wall {t_ref * 1000:8.1f} ms   cpu {c_ref * 1000:8.1f} ms")
-    print(f"torch core.mel.log_mel, {args.device}, {torch.get_num_threads()} thread(s): "
-          f"wall {t_ours * 1000:8.1f} ms   cpu {c_ours * 1000:8.1f} ms")
-    print(f"ratio (numpy / torch): wall {t_ref / t_ours:.1f}x   cpu {c_ref / c_ours:.1f}x   "
-          f"max |difference| of log-mel: {diff:.2e}")
+    print(f"log-mel of {args.seconds:g} s at {cfg.sample_rate} Hz ({cfg.n_frames(n)} frames, {cfg.n_mels} mels); "
+          f"torch on {args.device} with {torch.get_num_threads()} thread(s); max |difference| {diff:.2e}")
+    modes = {
+        # each candidate's runs back to back: warm caches, the steady-state speed
+        "sequential": lambda: [min_times([f], args.repeat, sync)[0] for f in (ref, ours)],
+        # alternating: each run starts with the other's data in the caches, as inside a pipeline
+        "alternating": lambda: min_times([ref, ours], args.repeat, sync),
+    }
+    for mode, measure in modes.items():
+        (t_ref, c_ref), (t_ours, c_ours) = measure()
+        print(f"[{mode}, min of {args.repeat}]")
+        print(f"  numpy reference (transformers.audio_utils): wall {t_ref * 1000:8.1f} ms   cpu {c_ref * 1000:8.1f} ms")
+        print(f"  torch core.mel.log_mel:                     wall {t_ours * 1000:8.1f} ms   cpu {c_ours * 1000:8.1f} ms")
+        print(f"  ratio (numpy / torch): wall {t_ref / t_ours:.1f}x   cpu {c_ref / c_ours:.1f}x")
     if hasattr(os, "getloadavg"):
         print(f"load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs "
               "(a shared, busy machine inflates the multi-threaded torch time most)")

@@ -287,20 +287,48 @@ def _log_mel(x: torch.Tensor, cfg: MelConfig, window: torch.Tensor, fb: torch.Te
     frames = _frames(x, cfg)  # (B, T, n_fft) view
     win = _padded_window(cfg, window, x.device, x.dtype)
     b, t = frames.shape[:2]
-    if x.device.type != "cpu" or t <= CPU_BLOCK_FRAMES:
-        blocks = [(slice(None), slice(None))]  # the whole batch at once
-    else:
-        blocks = [(i, slice(s, s + CPU_BLOCK_FRAMES)) for i in range(b) for s in range(0, t, CPU_BLOCK_FRAMES)]
-    mel = torch.empty(b, t, cfg.n_mels, device=x.device, dtype=x.dtype)
-    for i, span in blocks:
-        spec = torch.fft.rfft(frames[i, span] * win, dim=-1)[..., lo:hi]  # ([B,] blk, used bins)
+    if x.device.type != "cpu" or t <= CPU_BLOCK_FRAMES or (torch.is_grad_enabled() and x.requires_grad):
+        spec = torch.fft.rfft(frames * win, dim=-1)[..., lo:hi]  # (B, T, used bins)
         # |X| = sqrt(re^2 + im^2): about 3x faster than complex abs on the CPU (audio in [-1, 1]
         # keeps |X| <= n_fft, far from overflow, so hypot's scaling is not needed)
         mag = spec.real.square().add_(spec.imag.square()).sqrt_()
         if cfg.power != 1.0:
             mag = mag.pow(cfg.power)
-        mel[i, span] = torch.matmul(mag, fb)  # ([B,] blk, n_mels)
+        mel = torch.matmul(mag, fb)  # (B, T, n_mels)
+    else:
+        mel = _log_mel_blocks(frames, cfg, win, fb, lo, hi)
     return torch.log(mel.clamp_(min=cfg.clamp_min)).transpose(1, 2).contiguous()  # (B, n_mels, T)
+
+
+def _log_mel_blocks(frames: torch.Tensor, cfg: MelConfig, win: torch.Tensor, fb: torch.Tensor,
+                    lo: int, hi: int) -> torch.Tensor:
+    """The same mel ``(B, T, n_mels)``, block by block into reused buffers (CPU, no autograd).
+
+    Reusing the buffers avoids fresh multi-megabyte allocations per block, whose page faults
+    otherwise cost as much as the FFT itself.
+    """
+    b, t, n_fft = frames.shape
+    blk = CPU_BLOCK_FRAMES
+    dtype = frames.dtype
+    windowed = torch.empty(blk, n_fft, dtype=dtype)
+    spec = torch.empty(blk, cfg.n_freq, dtype=torch.complex128 if dtype == torch.float64 else torch.complex64)
+    mag = torch.empty(blk, hi - lo, dtype=dtype)
+    tmp = torch.empty(blk, hi - lo, dtype=dtype)
+    mel = torch.empty(b, t, cfg.n_mels, dtype=dtype)
+    for i in range(b):
+        for s in range(0, t, blk):
+            n = min(blk, t - s)
+            w, z, m, q = windowed[:n], spec[:n], mag[:n], tmp[:n]
+            torch.mul(frames[i, s:s + n], win, out=w)
+            torch.fft.rfft(w, dim=-1, out=z)
+            re, im = z.real[:, lo:hi], z.imag[:, lo:hi]
+            torch.mul(re, re, out=m)
+            torch.mul(im, im, out=q)
+            m.add_(q).sqrt_()  # |X|
+            if cfg.power != 1.0:
+                m.pow_(cfg.power)
+            torch.matmul(m, fb, out=mel[i, s:s + n])  # (n, n_mels)
+    return mel
 
 
 def log_mel(waveform: torch.Tensor, cfg: MelConfig = AUDIOLDM_16K) -> torch.Tensor:
