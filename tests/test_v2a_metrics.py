@@ -238,6 +238,7 @@ def test_eval_v2a_command(tmp_path, capsys):
     assert res["n_generated"] == res["n_reference"] == 6 and res["kl_pairs"] == 6 and res["av_align_clips"] == 6
     assert res["fd_panns"] > 1e-3 and res["fad_vggish"] > 1e-3 and res["kl_softmax"] > 1e-4  # vs ~1e-12 for a folder with itself
     assert 0.0 <= res["av_align"] <= 1.0
+    assert res["av_align"] == pytest.approx(sum(res["av_align_per_clip"].values()) / 6)
     same = ["-q", "eval-v2a", str(ref), str(ref), "--cnn14", str(tmp_path / "Cnn14_16k_mAP=0.438.pth"),
             "--vggish", str(tmp_path / "vggish-10086976.pth"), "--no-av-align", "-o", str(out)]
     assert main(same) == 0

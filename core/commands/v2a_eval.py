@@ -110,16 +110,18 @@ def evaluate(generated: Path, reference: Optional[Path] = None, cnn14: Optional[
     else:
         skipped["fad_vggish"] = "needs --vggish and a reference folder"
     if av_align:
-        scores, missing = [], 0
+        scores: Dict[str, float] = {}
+        missing = 0
         for clip in gen:
             video = _video_for(clip, reference)
             if video is None:
                 missing += 1
                 continue
-            scores.append(M.av_align(video, clip).score)
+            scores[clip.name] = M.av_align(video, clip).score
         if scores:
-            out["av_align"] = float(sum(scores) / len(scores))
+            out["av_align"] = float(sum(scores.values()) / len(scores))
             out["av_align_clips"] = len(scores)
+            out["av_align_per_clip"] = scores
         if missing:
             skipped["av_align"] = f"{missing} generated clips have no video (same stem) in the reference folder or beside them"
     if skipped:

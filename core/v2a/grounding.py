@@ -511,11 +511,16 @@ def load_grounder(spec, clip=None, device=None, dtype=None, tokenizer=None, **op
         dino_path, sam_path = resolve(spec[0], "grounding-dino"), resolve(spec[1], "sams")
     else:
         dino_path, sam_path = find_grounding_models(spec)
-    dino, tok = cache.get_or_load(cache.cache_key(dino_path, ("grounding_dino", str(tokenizer))),
-                                  lambda: load_grounding_dino(dino_path, tokenizer))
-    sam = cache.get_or_load(cache.cache_key(sam_path, "sam"), lambda: load_sam(sam_path))
     if device is not None and not isinstance(device, torch.device):
         from ..device import select_device
 
         device = select_device(device)
+
+    def placed(model):
+        return model.to(device=device, dtype=dtype) if (device is not None or dtype is not None) else model
+
+    # cached per (path, device, dtype): a model moved for one grounder is never moved under another
+    dino, tok = cache.get_or_load(cache.cache_key(dino_path, ("grounding_dino", str(tokenizer)), dtype, device),
+                                  lambda: (lambda m, t: (placed(m), t))(*load_grounding_dino(dino_path, tokenizer)))
+    sam = cache.get_or_load(cache.cache_key(sam_path, "sam", dtype, device), lambda: placed(load_sam(sam_path)))
     return GroundingSamGrounder(dino, tok, sam, GroundingSamConfig(**options), device=device, dtype=dtype)
