@@ -75,6 +75,14 @@ def test_dataset_aligns_frames_and_segments(assets):
     video, x_inv, segs, label = ds[0]
     assert video.shape == (3, 3, 16, 16) and -1 <= float(video.min()) and float(video.max()) <= 1
     assert x_inv.shape == (16, 32) and segs.shape == (3, 16, 16)
+    # windows are scaled by the whole file's loudest bin (as inference scales the whole sound)
+    from synesthesia.core import media
+    from synesthesia.core.s2v.pipeline import power_mel_chunked
+
+    wave, _ = media.read_audio(ds.items[0][0], sample_rate=8000, mono=True)
+    full_max = 10 * torch.log10(power_mel_chunked(ds.aud_front, wave[0]).max())
+    assert ds._refs[(str(ds.items[0][0]), "audio")] == pytest.approx(float(full_max), abs=1e-4)
+    assert 0 <= float(segs.min()) and float(segs.max()) <= 1.01
     assert label in ("fire crackling", "ocean wave")
     # item 0 is fire_crackling (sorted folders), drawn green by make_data
     assert label == "fire crackling" and video[:, 1].mean() > video[:, 0].mean()

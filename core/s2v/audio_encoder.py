@@ -91,10 +91,15 @@ class MelFrontEnd(nn.Module):
         power = spec.real.square() + spec.imag.square()
         return torch.einsum("bft,fm->bmt", power, self.filterbank)  # (B, n_mels, T)
 
-    def normalise(self, power: torch.Tensor) -> torch.Tensor:
-        """``librosa.power_to_db(S, ref=np.max) / top_db + 1`` per item: [0, 1], 0 = silence."""
+    def normalise(self, power: torch.Tensor, ref_db: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``librosa.power_to_db(S, ref=np.max) / top_db + 1`` per item: [0, 1], 0 = silence.
+
+        ``ref_db`` (dB, broadcastable to (B, 1, 1)) replaces the item's own maximum, so that a
+        window cut from a longer sound is scaled like the whole sound (training does this with
+        the whole file's maximum, inference normalises the whole sound at once).
+        """
         db = 10.0 * torch.log10(power.clamp_min(1e-10))
-        ref = db.amax(dim=(-2, -1), keepdim=True)
+        ref = db.amax(dim=(-2, -1), keepdim=True) if ref_db is None else torch.as_tensor(ref_db).reshape(-1, 1, 1)
         db = torch.maximum(db - ref, torch.full_like(db, -self.top_db))
         return db / self.top_db + 1.0
 

@@ -182,14 +182,26 @@ class ClipDataset(torch.utils.data.Dataset):
         self.epoch = 0
         self.aud_front = ae.MelFrontEnd.from_config(cfg.audio_encoder)
         self.inv_front = ae.MelFrontEnd.from_config(cfg.inversion)
+        self._refs: dict = {}
 
     def __len__(self):
         return len(self.items)
 
-    def _mel(self, front, wave, sr):
+    def _power(self, front, wave, sr):
         from .pipeline import power_mel_chunked, resample
 
-        return front.normalise(power_mel_chunked(front, resample(wave, sr, front.sample_rate)[0])[None])[0]
+        return power_mel_chunked(front, resample(wave, sr, front.sample_rate)[0])
+
+    def _ref_db(self, key, front, src) -> float:
+        """Loudest mel bin of the whole file in dB (cached): the dB reference of every window
+        cut from it, as inference normalises a whole sound at once (and the seed its whole files)."""
+        from .. import media
+
+        k = (str(src), key)
+        if k not in self._refs:
+            wave, sr = media.read_audio(src, sample_rate=front.sample_rate, mono=True)
+            self._refs[k] = float(10.0 * torch.log10(self._power(front, wave, sr).max().clamp_min(1e-10)))
+        return self._refs[k]
 
     def __getitem__(self, idx):
         from .. import media
@@ -222,10 +234,13 @@ class ClipDataset(torch.utils.data.Dataset):
         lead = int(round((start - ctx - a0) * -sr)) if start - ctx < 0 else 0
         wave = F.pad(wave, (lead, 0))
         off = start - (a0 - lead / sr)  # clip start, seconds into `wave`
-        mel_a = self._mel(self.aud_front, wave, sr)
+        src = audio_path or video
+        mel_a = self.aud_front.normalise(self._power(self.aud_front, wave, sr)[None],
+                                         self._ref_db("audio", self.aud_front, src))[0]
         centres = frame_centres(cfg.clip_frames, cfg.fps, off, cfg.audio_encoder.hop_length, sr)
         segs = ae.segment_mel(mel_a, centres, cfg.audio_encoder.segment_frames)
-        mel_i = self._mel(self.inv_front, wave, sr)
+        mel_i = self.inv_front.normalise(self._power(self.inv_front, wave, sr)[None],
+                                         self._ref_db("inversion", self.inv_front, src))[0]
         L = cfg.inversion.segment_frames
         i0 = int(round(off * cfg.inversion.sample_rate / cfg.inversion.hop_length))
         x_inv = ae.segment_mel(mel_i, torch.tensor([i0 + L // 2]), L)[0]
