@@ -248,6 +248,3 @@ def check_interrupted() -> None:
     if _mm is not None:
         _mm.throw_exception_if_processing_interrupted()
 
-
-def describe() -> dict[str, Any]:
-    return {"comfyui": in_comfyui(), "progress": _cutils is not None}
