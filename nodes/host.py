@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 from ..core import hostutil
 from ..core.errors import InputError, ModelNotFoundError
@@ -244,7 +244,7 @@ def progress_callback(total: int = 0):
 
 
 def check_interrupted() -> None:
-    """Raise now if the user pressed Cancel (ComfyUI) or the job callback says stop."""
+    """Raise ComfyUI's interrupt now if the user pressed Cancel (no-op outside ComfyUI)."""
     if _mm is not None:
         _mm.throw_exception_if_processing_interrupted()
 
