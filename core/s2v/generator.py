@@ -17,7 +17,6 @@ unpickler, never executed).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -212,15 +211,13 @@ def _sniff(path: Path) -> str:
 
 def read_generator(path: str | os.PathLike) -> StyleGenerator:
     """Load a generator from any supported format onto the CPU in float32 (no cache)."""
-    from ..serialization import load_pretrained
+    from ..serialization import config_from_dict, load_pretrained, read_config
 
     path = Path(path)
     fmt = _sniff(path)
     if fmt == "folder":
-        state, cfg = load_pretrained(path)
-        from ..serialization import read_config
-        kind = read_config(path)["kind"]
-        from ..serialization import config_from_dict
+        kind = read_config(path).get("kind")
+        state, cfg = load_pretrained(path, kind)
         config = config_from_dict(config_class(kind), cfg)
         return generator_from_state(kind, config, state, source=str(path))
     if fmt == "torch":
@@ -245,9 +242,10 @@ def load_generator(path: str | os.PathLike, device=None, dtype=None) -> StyleGen
     path = Path(path).expanduser()
     dev = device if isinstance(device, torch.device) else select_device(device)
     dt = dtype if isinstance(dtype, torch.dtype) else (torch.float32 if dtype is None else select_dtype(dtype, dev))
-    stamp = None
-    if path.exists():
-        st = (path / "model.safetensors").stat() if path.is_dir() and (path / "model.safetensors").exists() else path.stat()
+    stamp = None  # file time and size in the key: a re-converted or replaced checkpoint is reloaded
+    weights = path / "model.safetensors" if path.is_dir() else path
+    if weights.exists():
+        st = weights.stat()
         stamp = (st.st_mtime_ns, st.st_size)
     key = cache.cache_key(path.resolve() if path.exists() else path, ("generator", stamp), dt, dev)
     return cache.get_or_load(key, lambda: read_generator(path).to(device=dev, dtype=dt))
@@ -260,7 +258,3 @@ def save_generator(generator: StyleGenerator, folder: str | os.PathLike) -> Path
     state, config, kind = generator.export()
     return save_pretrained(folder, state, config, kind)
 
-
-def replace_config(config, **changes):
-    """``dataclasses.replace`` re-exported for presets (never mutate a preset)."""
-    return dataclasses.replace(config, **changes)
