@@ -31,6 +31,8 @@ from .progress import ProgressCallback
 log = logging.getLogger(__name__)
 
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
+# Frontend-only nodes: notes are dropped; reroutes and primitives are resolved into links and values.
+UI_ONLY_NODES = ("Note", "MarkdownNote", "Reroute", "PrimitiveNode")
 UPLOAD_KEYS = ("audio_upload", "image_upload", "video_upload")
 
 
@@ -346,13 +348,28 @@ def ui_to_api(ui: Mapping, node_classes: Mapping[str, type] | None = None,
 
     ``input_specs`` maps class names to ``INPUT_TYPES()``-shaped dicts (e.g. from a server's
     ``/object_info``); classes not in it are looked up in ``node_classes``. Muted/bypassed nodes
-    (mode 2/4) and UI-only nodes (notes, reroutes) are not supported and raise.
+    (mode 2/4) raise; notes are dropped, links through Reroute nodes are followed, and a
+    PrimitiveNode's value replaces the link from it (as the frontend's own API export does).
     """
     links = {l[0]: l for l in ui.get("links", [])}
+    by_id = {n["id"]: n for n in ui["nodes"]}
+
+    def source(link_id, seen=()):
+        """Follow a link through Reroute nodes; a PrimitiveNode gives its value instead of a link."""
+        _, src, slot = links[link_id][:3]
+        node = by_id[src]
+        if node["type"] == "Reroute":
+            if src in seen or not node.get("inputs") or node["inputs"][0].get("link") is None:
+                raise InputError(f"reroute node {src} is not connected to anything: connect or remove it")
+            return source(node["inputs"][0]["link"], seen + (src,))
+        if node["type"] == "PrimitiveNode":
+            return ("value", (node.get("widgets_values") or [None])[0])
+        return ("link", [str(src), int(slot)])
+
     api: dict[str, dict] = {}
     for node in ui["nodes"]:
         ctype = node["type"]
-        if ctype in ("Note", "MarkdownNote"):
+        if ctype in UI_ONLY_NODES:
             continue
         if node.get("mode", 0) in (2, 4):
             raise InputError(f"node {node['id']} ({ctype}) is muted or bypassed: enable it or remove it")
@@ -365,8 +382,7 @@ def ui_to_api(ui: Mapping, node_classes: Mapping[str, type] | None = None,
         linked = {}
         for inp in node.get("inputs", []):
             if inp.get("link") is not None:
-                l = links[inp["link"]]
-                linked[inp["name"]] = [str(l[1]), int(l[2])]
+                linked[inp["name"]] = source(inp["link"])
         values = list(node.get("widgets_values") or [])
         if isinstance(node.get("widgets_values"), Mapping):  # some nodes save a name -> value dict
             values = None
@@ -380,7 +396,7 @@ def ui_to_api(ui: Mapping, node_classes: Mapping[str, type] | None = None,
             elif values is None and name in node["widgets_values"]:
                 inputs[name] = node["widgets_values"][name]
             if name in linked:
-                inputs[name] = linked[name]
+                inputs[name] = linked[name][1]
         api[str(node["id"])] = {"class_type": ctype, "inputs": inputs}
         if node.get("title"):
             api[str(node["id"])]["_meta"] = {"title": node["title"]}

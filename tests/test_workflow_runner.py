@@ -162,3 +162,23 @@ def test_core_video_nodes_round_trip(tmp_path):
         images, a, fps = W.CORE_NODES["GetVideoComponents"]().run(video)
     assert images.shape == (6, 16, 16, 3) and fps == pytest.approx(6.0) and a["sample_rate"] == 8000
     assert media.probe(path).has_audio
+
+
+def test_ui_reroutes_primitives_and_notes_convert_like_the_frontend():
+    ui = json.loads((WF / "sound_to_video.json").read_text())
+    api = json.loads((WF / "sound_to_video_api.json").read_text())
+    # route StyleGAN Render -> Create Video through a Reroute, feed Latent Walk's fps from a PrimitiveNode
+    render_to_create = next(l for l in ui["links"] if l[1] == 6 and l[3] == 7)
+    ui["nodes"].append({"id": 20, "type": "Reroute", "inputs": [{"name": "", "type": "*", "link": 100}],
+                        "outputs": [{"name": "", "type": "IMAGE", "links": [render_to_create[0]]}]})
+    ui["links"].append([100, 6, 0, 20, 0, "IMAGE"])
+    render_to_create[1], render_to_create[2] = 20, 0
+    ui["nodes"].append({"id": 21, "type": "PrimitiveNode", "widgets_values": [12.0, "fixed"],
+                        "outputs": [{"name": "FLOAT", "type": "FLOAT", "links": [101]}]})
+    ui["links"].append([101, 21, 0, 5, 4, "FLOAT"])
+    walk = next(n for n in ui["nodes"] if n["id"] == 5)
+    walk["inputs"].append({"name": "fps", "type": "FLOAT", "widget": {"name": "fps"}, "link": 101})
+    ui["nodes"].append({"id": 22, "type": "Note", "widgets_values": ["hello"]})
+    got = W.ui_to_api(ui, W.default_node_classes())
+    api["5"]["inputs"]["fps"] = 12.0
+    assert got == api
