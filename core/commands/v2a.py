@@ -60,7 +60,7 @@ def register(sub) -> None:
                                    "for many GPUs.")
     t.add_argument("csv", type=Path, help="VGGSound-style CSV: video path, label/caption")
     t.add_argument("-o", "--output", type=Path, required=True, help="run folder (features, checkpoints, denoiser/)")
-    _model_args(t)
+    _model_args(t, device=False)
     t.add_argument("--grounding", default="clip", help="clip, a Grounding DINO + SAM folder, or none")
     t.add_argument("--features", type=Path, default=None, help="feature folder (default: OUTPUT/features)")
     t.add_argument("--trainable", default="objects", choices=("objects", "objects+proj", "all"),
@@ -79,13 +79,15 @@ def register(sub) -> None:
     t.set_defaults(func=cmd_train_v2a)
 
 
-def _model_args(p) -> None:
+def _model_args(p, device: bool = True) -> None:
     p.add_argument("--denoiser", default=DEFAULTS["denoiser"], help="VTA-LDM checkpoint folder, our converted folder, or a model name")
     p.add_argument("--clip", default=DEFAULTS["clip"], help="CLIP folder or model name (VTA-LDM: clip-vit-large-patch14)")
     p.add_argument("--vae", default=DEFAULTS["vae"], help="AudioLDM VAE: diffusers folder, audioldm-s-full.ckpt, or model name")
-    p.add_argument("--vocoder", default=DEFAULTS["vocoder"], help="HiFi-GAN vocoder (folder/file/name) or griffin-lim")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    p.add_argument("--dtype", default="auto", help="auto, fp32, fp16 or bf16")
+    p.add_argument("--vocoder", default=DEFAULTS["vocoder"],
+                   help="HiFi-GAN vocoder (folder/file/name) or griffin-lim; in training it only sets the mel settings")
+    if device:  # training places itself with accelerate
+        p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+        p.add_argument("--dtype", default="auto", help="auto, fp32, fp16 or bf16")
 
 
 def resolve_models(args, need_vocoder: bool = True) -> dict:

@@ -184,6 +184,9 @@ def read_vta_ldm(path, unet_config=None) -> tuple[dict, DenoiserConfig]:
     args = read_training_args(folder)
     if args.get("task") not in (None, "video2audio"):
         raise InputError(f"{folder}: this VTA-LDM model was trained for {args['task']!r}, not video2audio")
+    if args.get("pe") or args.get("ib") or args.get("lb") or args.get("jepa") or args.get("cavp") or args.get("vivit"):
+        raise InputError(f"{folder}: this VTA-LDM variant (positional embedding / ImageBind / LanguageBind / V-JEPA / "
+                         "CAVP / ViViT features) is not supported; use the released vta-ldm-clip4clip-v-large")
     config = infer_config(state, args, _unet_json(args, folder, unet_config))
     if args.get("fea_encoder_name"):
         log.info("VTA-LDM was trained with CLIP %s", args["fea_encoder_name"])

@@ -187,7 +187,7 @@ class VideoToAudioPipeline:
 
     def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
         """CLIP ``image_embeds`` (F, D) of conditioning frames (F, H, W, 3), cached by content."""
-        key = hashlib.blake2b(frames_to_uint8(frames).contiguous().numpy().tobytes(), digest_size=16).hexdigest()
+        key = hashlib.blake2b(frames_to_uint8(frames).cpu().contiguous().numpy().tobytes(), digest_size=16).hexdigest()
         if key in self._embeds:
             self._embeds.move_to_end(key)
             return self._embeds[key]
