@@ -108,9 +108,13 @@ def installed_manifest_models(kind: str) -> list[str]:
     from ..core import store
 
     out = []
+    listed = {os.path.realpath(f) for f in model_folders(kind)}  # those already show as files/folders
     try:
         for name, entry in store.manifest().items():
-            if entry.kind in STORE_KINDS.get(kind, ()) and store.find(name) is not None:
+            if entry.kind not in STORE_KINDS.get(kind, ()):
+                continue
+            path = store.find(name)
+            if path is not None and not any(os.path.realpath(p) in listed for p in Path(path).parents):
                 out.append(name)
     except Exception as e:  # a broken manifest must not break the node list
         log.warning("cannot read the model manifest: %s", e)

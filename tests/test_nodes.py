@@ -296,6 +296,17 @@ def test_downloaded_manifest_models_are_listed_and_resolved(tmp_path, monkeypatc
         assert "clip-vit-large-patch14" in host.model_choices("clip")
         assert "clip-vit-large-patch14" not in host.model_choices("stylegan")
         assert host.resolve_model("clip", "clip-vit-large-patch14") == store.find("clip-vit-large-patch14")
+    # installed in one of our own folders: listed once, as the folder
+    store.register_host_dirs("clip", [tmp_path / "comfy" / "synesthesia" / "clip"])
+    try:
+        import shutil
+
+        shutil.move(str(target), str(tmp_path / "comfy" / "synesthesia" / "clip" / target.name))
+        with hostutil.headless_dirs_set(models=[tmp_path / "comfy"]):
+            assert store.find("clip-vit-large-patch14") is not None
+            assert host.model_choices("clip") == ["clip-vit-large-patch14/"]
+    finally:
+        store.clear_host_dirs()
 
 
 def test_pack_import_stays_light():
