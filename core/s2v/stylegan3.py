@@ -23,7 +23,6 @@ Parameters and their state-dict names follow NVIDIA's ``G_ema`` (``synthesis.L3_
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
