@@ -156,8 +156,12 @@ def test_trap_nested_in_persistent_state_is_refused(tmp_path):
     assert not marker.exists()
 
 
-def test_tensorflow_era_pickle_gets_a_clear_message(tmp_path):
+def test_tensorflow_era_and_truncated_pickles_get_clear_messages(tmp_path):
     with open(tmp_path / "tf.pkl", "wb") as fh:
         pickle.dump((1, 2, 3), fh)
     with pytest.raises(InputError, match="legacy.py"):
         read_generator(tmp_path / "tf.pkl")
+    make_nvidia_pkl(tmp_path / "full.pkl", make_sg2(TINY_SG2, seed=12))
+    (tmp_path / "cut.pkl").write_bytes((tmp_path / "full.pkl").read_bytes()[:5000])
+    with pytest.raises(InputError, match="not a readable network pickle"):
+        read_generator(tmp_path / "cut.pkl")

@@ -243,7 +243,8 @@ def load_nvidia_pickle(path: str | os.PathLike) -> dict:
             data = RestrictedUnpickler(fh).load()
     except UnsafeCheckpointError as e:
         raise UnsafeCheckpointError(f"{path}: {e}") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as e:
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
+            RuntimeError) as e:
         raise InputError(f"{path} is not a readable network pickle ({type(e).__name__}: {e}): download it again") from None
     if not isinstance(data, dict):
         raise InputError(f"{path} holds a {type(data).__name__}, not NVIDIA's dict(G=..., G_ema=...): "
