@@ -159,7 +159,10 @@ class VideoToAudioPipeline:
 
         dev = select_device(device if isinstance(device, (str, type(None))) else str(device))
         dt = select_dtype(dtype, dev) if (dtype is None or isinstance(dtype, str)) else dtype
-        den = load_denoiser(denoiser, device=dev, dtype=dt)
+        from .. import cache
+
+        key = cache.cache_key(Path(denoiser).resolve(), "v2a-denoiser", dt, dev)
+        den = cache.get_or_load(key, lambda: load_denoiser(denoiser, device=dev, dtype=dt))
         clip_enc = load_clip(clip, device=dev, dtype=dt)
         mel_vae = load_mel_vae(vae, device=dev)  # VAE and vocoder stay fp32: cheap next to the UNet
         if vocoder is None:
