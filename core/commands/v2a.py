@@ -13,7 +13,6 @@ and gets the generated track instead of any original audio.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import logging
 import os
