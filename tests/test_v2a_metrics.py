@@ -248,3 +248,21 @@ def test_eval_v2a_command(tmp_path, capsys):
     # nothing computable: one-line error, exit 2
     assert main(["-q", "eval-v2a", str(gen), "--no-av-align"]) == 2
     assert "no metric could be computed" in capsys.readouterr().err
+
+
+def test_missing_eval_extra_is_one_clear_line(monkeypatch, tmp_path):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_cv2(name, *a, **k):
+        if name == "cv2":
+            raise ImportError("No module named 'cv2'")
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_cv2)
+    from synesthesia.core.errors import InputError
+
+    with pytest.raises(InputError) as e:
+        M.av_align_arrays(motion_frames(4), FPS, np.zeros(SR, np.float32), SR)
+    assert "pip install synesthesia[eval]" in str(e.value) and "\n" not in str(e.value)

@@ -90,6 +90,7 @@ def evaluate(generated: Path, reference: Optional[Path] = None, cnn14: Optional[
     dev = select_device(device)
 
     if cnn14 and ref:
+        log.info("CNN14 embeddings and logits of %d + %d clips", len(gen), len(ref))
         model = M.load_cnn14(resolve(cnn14, "audio_classifiers")).to(dev)
         g, r = M.cnn14_outputs(model, gen, max_seconds), M.cnn14_outputs(model, ref, max_seconds)
         out["fd_panns"] = M.frechet_distance_features(g["embedding"], r["embedding"])
@@ -104,12 +105,20 @@ def evaluate(generated: Path, reference: Optional[Path] = None, cnn14: Optional[
     else:
         skipped["fd_panns"] = skipped["kl"] = "needs --cnn14 and a reference folder"
     if vggish and ref:
+        log.info("VGGish embeddings of %d + %d clips", len(gen), len(ref))
         model = M.load_vggish(resolve(vggish, "audio_classifiers")).to(dev)
         out["fad_vggish"] = M.frechet_distance_features(M.vggish_embeddings(model, gen, max_seconds),
                                                         M.vggish_embeddings(model, ref, max_seconds))
     else:
         skipped["fad_vggish"] = "needs --vggish and a reference folder"
     if av_align:
+        try:
+            M._cv2(), M._librosa()
+        except InputError:
+            av_align = False
+            skipped["av_align"] = f"needs OpenCV and librosa: {M.EVAL_HINT}"
+    if av_align:
+        log.info("AV-Align over %d clips", len(gen))
         scores: Dict[str, float] = {}
         missing = 0
         for clip in gen:
