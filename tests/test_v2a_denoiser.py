@@ -127,6 +127,9 @@ def test_guidance_is_eq3_in_one_batch():
     assert torch.allclose(guided, u + 3.0 * (c - u), atol=1e-5)
     assert torch.allclose(guided, two, atol=1e-5)
     assert (c - u).abs().max() > 1e-3  # zeroed conditions are a different branch
+    with torch.no_grad():
+        assert torch.allclose(guided_predictor(model, cond, 0.0)(z, 10), u, atol=1e-5)  # w = 0: unconditional
+        assert torch.equal(guided_predictor(model, cond, 1.0)(z, 10), c)  # w = 1: conditional, one pass
 
 
 @pytest.mark.parametrize("scheduler", ["ddpm", "ddim", "dpm++"])

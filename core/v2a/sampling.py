@@ -58,9 +58,9 @@ def guided_predictor(model: VTALDM, cond: Conditions, guidance: float, negative:
                      batched: bool = True) -> Predictor:
     """``predict(z (B, C, T, F), t) -> guided model output`` for conditions of batch B.
 
-    ``guidance <= 1`` skips the unconditional pass (plain conditional sampling).
+    ``guidance == 1`` is the conditional model alone, so the unconditional pass is skipped.
     """
-    if guidance <= 1.0:
+    if guidance == 1.0:
         return lambda z, t: model.denoise(z, t, cond)
     uncond = negative if negative is not None else cond.zeros_like()
     if batched:
