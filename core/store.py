@@ -223,7 +223,7 @@ def search_dirs(kind: str) -> List[Path]:
 
 def default_download_root(kind: str) -> Path:
     """Where :func:`download` puts a model when no ``dest`` is given: the folder of the kind."""
-    if kind == "nltk_data" and not env_roots():
+    if kind == "nltk_data":  # where nltk itself looks, so its loaders find it with no setup
         return nltk_data_dirs()[0]
     roots = env_roots()
     return (roots[0] if roots else user_cache_dir()) / kind
@@ -406,9 +406,9 @@ def download(
 
     ``dest`` is a models root: files go to ``<dest>/<kind>/<file-or-folder>`` (nltk data to
     ``<dest>/taggers/...``). Without it, the first ``$SYNESTHESIA_MODELS`` root or the user
-    cache folder (nltk data: ``$NLTK_DATA`` or ``~/nltk_data``). Files already complete are kept
-    unless ``force``; without ``dest``, a model already found anywhere in the search folders is
-    not downloaded again. ``callback(bytes_done, bytes_total, info)`` reports progress.
+    cache folder (nltk data always goes where nltk looks: ``$NLTK_DATA`` or ``~/nltk_data``).
+    Files already complete are kept unless ``force``; without ``dest``, a model already found
+    anywhere in the search folders is not downloaded again. ``callback(bytes_done, bytes_total, info)`` reports progress.
     """
     entry = get_entry(name)
     if entry.bundled:

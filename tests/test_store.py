@@ -116,3 +116,26 @@ def test_core_never_imports_host_modules():
     for py in (ROOT / "core").rglob("*.py"):
         text = py.read_text()
         assert not re.search(r"^\s*(import|from)\s+(folder_paths|comfy|bpy)\b", text, re.M), py
+
+
+def test_nltk_download_target_is_where_nltk_looks_even_with_a_models_root(isolated, monkeypatch):
+    monkeypatch.setenv("SYNESTHESIA_MODELS", str(isolated / "env"))
+    monkeypatch.setenv("NLTK_DATA", str(isolated / "nltk"))
+    assert store.default_download_root("nltk_data") == isolated / "nltk"
+    assert store.default_download_root("sams") == isolated / "env" / "sams"
+
+
+def test_bundled_models_resolve_inside_the_package(isolated, monkeypatch):
+    monkeypatch.setattr(store, "BUNDLED_DIR", isolated / "weights")
+    monkeypatch.setattr(store, "_MANIFEST", {"tiny-default": store.ModelEntry(
+        name="tiny-default", kind="stylegan", bundled=True, folder="tiny-default", license="MIT",
+        files=(store.ModelFile("model.safetensors", None, None, None), store.ModelFile("config.json", None, None, None)),
+    )})
+    with pytest.raises(ModelNotFoundError, match="tiny-default"):
+        store.resolve("tiny-default")
+    folder = isolated / "weights" / "tiny-default"
+    folder.mkdir(parents=True)
+    (folder / "model.safetensors").write_bytes(b"x")
+    (folder / "config.json").write_text("{}")
+    assert store.resolve("tiny-default") == folder
+    assert store.download("tiny-default") == folder  # nothing to fetch
