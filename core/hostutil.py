@@ -185,19 +185,42 @@ def video_source_path(video) -> Optional[str]:
     return src if isinstance(src, (str, os.PathLike)) else None
 
 
-def read_video_at_rate(path, rate: float):
+def read_video_at_rate(path, rate: float, start: float = 0.0, duration: Optional[float] = None):
     """Decode only the frames a model needs: ``(frames (N, H, W, 3) uint8 at ``rate`` fps, rate, duration s)``.
 
     For a file-backed host VIDEO this replaces decoding every frame at full rate into float images
     (a long clip would not fit in memory) when the model samples the clip at ``rate`` anyway.
+    ``start``/``duration`` (seconds) restrict it to a window of the clip; the duration returned is
+    the window's.
     """
     from . import media
 
     info = media.probe(str(path))
     if not info.has_video:
         raise InputError(f"{path} has no video stream: connect a video")
-    frames, _ = media.read_frames(str(path), fps=float(rate))
-    return frames, float(rate), float(info.duration)
+    start = float(start or 0.0)
+    if start < 0 or start >= float(info.duration):
+        raise InputError(f"start {start:g} s is outside {path} ({float(info.duration):.3f} s long): use 0 to {float(info.duration):.3f}")
+    length = float(info.duration) - start
+    if duration:
+        length = min(length, float(duration))
+    frames, _ = media.read_frames(str(path), fps=float(rate), start=start, duration=length)
+    return frames, float(rate), length
+
+
+def window_frames(frames, fps: float, start: float = 0.0, duration: Optional[float] = None):
+    """The frames of ``frames`` (N, ...) at ``fps`` shown from ``start`` for ``duration`` seconds (all if None/0)."""
+    import math
+
+    start = float(start or 0.0)
+    if not start and not duration:
+        return frames
+    total = frames.shape[0] / float(fps)
+    if start < 0 or start >= total:
+        raise InputError(f"start {start:g} s is outside the {total:.3f} s of frames: use 0 to {total:.3f}")
+    first = int(math.floor(start * fps + 1e-6))
+    last = frames.shape[0] if not duration else min(frames.shape[0], int(math.ceil((start + float(duration)) * fps - 1e-6)))
+    return frames[first:max(last, first + 1)]
 
 
 def video_parts(video) -> VideoParts:

@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import sys
 import threading
+from pathlib import Path
 from typing import Any, Callable, Mapping, TextIO
 
 from .errors import Cancelled, SynesthesiaError
@@ -37,11 +39,76 @@ log = logging.getLogger(__name__)
 JobRunner = Callable[[Mapping[str, Any], Callable[[int, int, Mapping[str, Any]], None]], Mapping[str, Any]]
 
 
-def run_foley_job(job: Mapping[str, Any], callback) -> dict:
-    """Run the video-to-Foley workflow for one strip and write ``job["out"]`` (a wav file)."""
-    from .workflow_jobs import foley_job  # resolved lazily: imports the pipelines
+WORKFLOWS = Path(__file__).resolve().parents[1] / "workflows"
 
-    return foley_job(job, callback)
+# Job field -> (node class, input) set on every node of that class the trimmed graph has.
+FOLEY_SETTINGS = {
+    "start": (("SynesthesiaVTADiffuse", "start"), ("SynesthesiaGroundObjects", "start")),
+    "duration": (("SynesthesiaVTADiffuse", "duration"), ("SynesthesiaGroundObjects", "duration")),
+    "prompt": (("SynesthesiaGroundObjects", "prompt"),),
+    "negative_prompt": (("SynesthesiaVTADiffuse", "negative_prompt"),),
+    "steps": (("SynesthesiaVTADiffuse", "steps"),),
+    "guidance": (("SynesthesiaVTADiffuse", "guidance"),),
+    "seed": (("SynesthesiaVTADiffuse", "seed"),),
+}
+
+
+def _ancestors(prompt: Mapping[str, Mapping], node_id: str) -> set[str]:
+    """``node_id`` and every node it depends on through links."""
+    keep, todo = set(), [node_id]
+    while todo:
+        nid = todo.pop()
+        if nid in keep:
+            continue
+        keep.add(nid)
+        for value in prompt[nid].get("inputs", {}).values():
+            if isinstance(value, list) and len(value) == 2 and str(value[0]) in prompt:
+                todo.append(str(value[0]))
+    return keep
+
+
+def run_foley_job(job: Mapping[str, Any], callback) -> dict:
+    """Run a video-to-Foley workflow for one clip window and write ``job["out"]`` (wav).
+
+    The workflow is the shipped ``video_to_foley`` one (``video_to_foley_text`` with a prompt) or
+    ``job["workflow"]``; it is trimmed to what its Vocode node needs (no video is re-encoded), its
+    Load Video gets ``job["video"]``, and the job's settings go to the nodes that take them.
+    """
+    import tempfile
+
+    from . import hostutil, media
+    from .errors import InputError
+    from .workflow import load_workflow, run_workflow
+
+    video, out = Path(str(job.get("video", ""))), Path(str(job.get("out", "")))
+    if not video.is_file():
+        raise InputError(f"video {video} not found: check the strip's file path")
+    if out.suffix.lower() not in (".wav", ".flac"):
+        raise InputError(f"output {out} must end in .wav or .flac")
+    name = "video_to_foley_text_api.json" if str(job.get("prompt") or "").strip() else "video_to_foley_api.json"
+    wf_path = Path(job["workflow"]) if job.get("workflow") else WORKFLOWS / name
+    prompt = load_workflow(wf_path)
+    vocode = [nid for nid, n in prompt.items() if n["class_type"] == "SynesthesiaVocode"]
+    loaders = [nid for nid, n in prompt.items() if n["class_type"] == "LoadVideo"]
+    if len(vocode) != 1 or len(loaders) != 1:
+        raise InputError(f"workflow {wf_path} must have one Load Video and one Vocode node "
+                         f"(has {len(loaders)} and {len(vocode)}): start from workflows/video_to_foley_api.json")
+    prompt = {nid: prompt[nid] for nid in _ancestors(prompt, vocode[0])}
+    overrides: dict[str, Any] = {f"{loaders[0]}.file": str(video.resolve())}
+    classes = {n["class_type"] for n in prompt.values()}
+    for key, targets in FOLEY_SETTINGS.items():
+        if job.get(key) in (None, ""):
+            continue
+        for cls, inp in targets:
+            if cls in classes:
+                overrides[f"{cls}.{inp}"] = job[key]
+    models = job.get("models_dir") or os.environ.get("SYNESTHESIA_MODELS") or None
+    with tempfile.TemporaryDirectory(prefix="synesthesia-job-") as tmp:
+        result = run_workflow(prompt, overrides, models_dir=models, input_dir=video.parent, output_dir=tmp,
+                              callback=callback)
+    waveform, sr = hostutil.audio_from_host(result.outputs[vocode[0]][0])
+    media.write_audio(out, waveform, sr)
+    return {"wav": str(out), "duration": waveform.shape[-1] / float(sr), "sample_rate": int(sr)}
 
 
 RUNNERS: dict[str, JobRunner] = {"foley": run_foley_job}
@@ -94,8 +161,8 @@ class Worker:
     def serve(self) -> int:
         from .. import __version__
 
-        threading.Thread(target=self._read, daemon=True).start()
         self.emit(event="ready", version=__version__)
+        threading.Thread(target=self._read, daemon=True).start()
         while True:
             msg = self.requests.get()
             if msg is None:

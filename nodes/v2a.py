@@ -22,8 +22,12 @@ def _pipeline(vta, clip, grounder=None):
     return VideoToAudioPipeline(vta, clip, None, None, grounder)
 
 
-def _frames(images, video, fps, rate: float):
-    """``(frames (N, H, W, 3) uint8, their fps, duration or None)`` from either input.
+START_INPUT = ("FLOAT", {"default": 0.0, "min": 0.0, "max": 86400.0, "step": 0.01,
+                         "tooltip": "Seconds into the video where the sound starts (with 'duration', a part of the clip)."})
+
+
+def _frames(images, video, fps, rate: float, start: float = 0.0, duration: float = 0.0):
+    """``(frames (N, H, W, 3) uint8, their fps, duration or None)`` from either input, from ``start``.
 
     A file-backed VIDEO (Load Video) is decoded at the model's conditioning ``rate`` only, so long
     clips fit in memory; in-memory videos and IMAGE batches are used as they are.
@@ -31,12 +35,13 @@ def _frames(images, video, fps, rate: float):
     if video is not None:
         src = hostutil.video_source_path(video)
         if src is not None:
-            return hostutil.read_video_at_rate(src, rate)
+            return hostutil.read_video_at_rate(src, rate, start, duration or None)
         parts = hostutil.video_parts(video)
-        return parts.frames, parts.fps, None
+        return hostutil.window_frames(parts.frames, parts.fps, start, duration), parts.fps, None
     if images is None:
         raise InputError("connect the video's frames ('images') or a 'video'")
-    return hostutil.frames_from_host(images), float(fps), None
+    frames = hostutil.frames_from_host(images)
+    return hostutil.window_frames(frames, float(fps), start, duration), float(fps), None
 
 
 class SynesthesiaGroundObjects:
@@ -61,11 +66,13 @@ class SynesthesiaGroundObjects:
                                       "tooltip": "What sounds: its nouns are the objects ('dog, car' is read as a list)."}),
                 "fps": FPS_INPUT,
             },
-            "optional": dict(FRAME_INPUTS),
+            "optional": {**FRAME_INPUTS, "start": START_INPUT,
+                         "duration": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 86400.0, "step": 0.01,
+                                                "tooltip": "Seconds of video to ground; 0: to the end."})},
         }
 
-    def ground(self, vta, clip, grounder, prompt, fps, images=None, video=None):
-        frames, rate, _ = _frames(images, video, fps, vta.config.frame_rate)
+    def ground(self, vta, clip, grounder, prompt, fps, images=None, video=None, start=0.0, duration=0.0):
+        frames, rate, _ = _frames(images, video, fps, vta.config.frame_rate, start, duration)
         host.check_interrupted()
         obj = hostutil.v2a_ground(_pipeline(vta, clip, grounder), frames, rate, prompt)
         overlay, masks = hostutil.detections_overlay(obj.frames, obj.detections)
@@ -104,12 +111,13 @@ class SynesthesiaVTADiffuse:
                                  "tooltip": "Seed of the initial noise."}),
             },
             "optional": {**FRAME_INPUTS,
-                         "objects": ("SYN_OBJECTS", {"tooltip": "Grounded objects (Ground Objects) for VTA-SAM's O."})},
+                         "objects": ("SYN_OBJECTS", {"tooltip": "Grounded objects (Ground Objects) for VTA-SAM's O."}),
+                         "start": START_INPUT},
         }
 
     def diffuse(self, vta, clip, fps, negative_prompt, duration, steps, guidance, scheduler, seed,
-                images=None, video=None, objects=None):
-        frames, rate, clip_seconds = _frames(images, video, fps, vta.config.frame_rate)
+                images=None, video=None, objects=None, start=0.0):
+        frames, rate, clip_seconds = _frames(images, video, fps, vta.config.frame_rate, start, duration)
         mel = hostutil.v2a_diffuse(_pipeline(vta, clip), frames, rate, objects,
                                    negative_prompt, float(duration) or clip_seconds, int(steps), float(guidance), int(seed),
                                    scheduler, callback=host.progress_callback(int(steps)))

@@ -160,7 +160,52 @@ def test_worker_subprocess_speaks_json_lines():
     events = [json.loads(l) for l in proc.stdout.splitlines()]
     assert events[0]["event"] == "ready"
     assert [e["event"] for e in events[1:]] == ["error", "error"]
-    assert "one JSON object per line" in events[2]["message"]
+    messages = sorted(e["message"] for e in events[1:])  # the reader answers bad lines at once: any order
+    assert "one JSON object per line" in messages[0] and "unknown op 'nope'" in messages[1]
+
+
+# --------------------------------------------------------------------------- the real foley job
+@pytest.fixture(scope="module")
+def foley_env(tmp_path_factory):
+    """Tiny random models in ComfyUI's layout, named as the shipped workflows name them (plumbing)."""
+    from media_fixtures import sine, write_video_file
+    from test_nodes_v2a import build_v2a_models
+
+    base = tmp_path_factory.mktemp("foley")
+    build_v2a_models(base / "models")
+    # 2.4 s at 10 fps, 32 px, with its own sound (which the job must not reuse).
+    write_video_file(base / "clip.mp4", n_frames=24, fps=10, size=(32, 32), audio=sine(220, 16000, 2.4),
+                     sample_rate=16000)
+    return base
+
+
+def test_foley_job_generates_the_strip_window_with_the_shipped_workflow(foley_env, tmp_path):
+    """Plumbing on random weights: the shipped video_to_foley workflow runs for a window of the clip."""
+    from synesthesia.core import media
+    from synesthesia.core.worker import run_foley_job
+
+    steps = []
+    out = tmp_path / "clip.foley.wav"
+    res = run_foley_job({"video": str(foley_env / "clip.mp4"), "start": 0.6, "duration": 1.2, "steps": 2,
+                         "out": str(out), "models_dir": str(foley_env / "models")},
+                        lambda s, t, i: steps.append((s, t, i.get("stage"))))
+    wav, sr = media.read_audio(out)
+    assert res == {"wav": str(out), "duration": pytest.approx(1.2), "sample_rate": 16000}
+    assert sr == 16000 and wav.shape == (1, 19200)  # exactly the window, to the sample
+    assert wav.abs().max() > 1e-2
+    assert (2, 2, None) in [(s, t, g) for s, t, g in steps if g != "node"] or any(s == t == 2 for s, t, _ in steps)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.foley.wav"]  # nothing else written
+
+
+def test_foley_job_errors_name_the_file_and_leave_nothing(foley_env, tmp_path):
+    from synesthesia.core.worker import run_foley_job
+
+    with pytest.raises(InputError, match="missing.mp4"):
+        run_foley_job({"video": str(tmp_path / "missing.mp4"), "out": str(tmp_path / "a.wav")}, None)
+    with pytest.raises(InputError, match="start 9"):
+        run_foley_job({"video": str(foley_env / "clip.mp4"), "start": 9.0, "steps": 1, "out": str(tmp_path / "a.wav"),
+                       "models_dir": str(foley_env / "models")}, lambda *a: None)
+    assert list(tmp_path.iterdir()) == []
 
 
 # --------------------------------------------------------------------------- inside Blender
@@ -191,3 +236,20 @@ def test_generate_reports_a_missing_worker_python_and_leaves_nothing(tmp_path):
     assert r["ret"] == ["CANCELLED"] and r["sounds"] == [] and r["running"] is False
     assert "no-python" in r["error"] and "preferences" in r["error"]
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@needs_bpy
+def test_generate_sound_in_blender_lays_generated_foley_under_the_trimmed_strip(foley_env, tmp_path):
+    """Real Blender + the real worker (this Python) + the shipped workflow on tiny models (plumbing)."""
+    import wave as wavmod
+
+    r = _drive("generate", movie=str(foley_env / "clip.mp4"), out_dir=str(tmp_path / "foley"), python=sys.executable,
+               models_dir=str(foley_env / "models"), offset=6, scene_fps=10, steps=2)
+    assert r["ret"] == ["FINISHED"], r
+    assert r["running"] is False and r["status"] == "Added 1 sound strip"
+    (snd,) = r["sounds"]
+    # Movie at frame 10, 6 frames (0.6 s at 10 fps) trimmed: visible 16..34; the sound lies above it.
+    assert snd["channel"] == 3 and snd["frame_start"] == 16 and snd["frame_end"] == 34
+    with wavmod.open(snd["path"]) as w:
+        assert w.getframerate() == 16000 and w.getnframes() == 28800  # 1.8 s, the visible part
+    assert sorted(p.suffix for p in (tmp_path / "foley").iterdir()) == [".wav"]
