@@ -97,12 +97,16 @@ def _fir_pass(x: torch.Tensor, f: torch.Tensor, upx: int, upy: int, downx: int, 
     if out_h < 1 or out_w < 1:
         raise ValueError(f"upfirdn2d: filter {tuple(f.shape)} larger than the padded input {tuple(x.shape)}")
     if upx == 1 and upy == 1:
-        x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
-        x = x[:, :, max(-py0, 0): x.shape[2] - max(-py1, 0), max(-px0, 0): x.shape[3] - max(-px1, 0)]
+        conv_pad = (0, 0)
+        if px0 == px1 >= 0 and py0 == py1 >= 0 and kh * kw > 1:
+            conv_pad = (py0, px0)  # symmetric: let the convolution pad (no padded copy)
+        else:
+            x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
+            x = x[:, :, max(-py0, 0): x.shape[2] - max(-py1, 0), max(-px0, 0): x.shape[3] - max(-px1, 0)]
         if kh * kw == 1:
             return x[:, :, ::downy, ::downx] * f.reshape(())
         weight = f.flip([0, 1])[None, None].expand(c, 1, kh, kw)
-        return F.conv2d(x, weight, stride=(downy, downx), groups=c)
+        return F.conv2d(x, weight, stride=(downy, downx), padding=conv_pad, groups=c)
     # Full convolution of the zero-inserted signal == transposed convolution with stride `up`;
     # output n of the padded-and-filtered signal is full-convolution sample n + k - 1 - pad0.
     t = F.conv_transpose2d(x, f[None, None].expand(c, 1, kh, kw), stride=(upy, upx), groups=c)

@@ -127,6 +127,23 @@ class MappingNetwork(nn.Module):
         return x  # (B, w_dim)
 
 
+def demodulation_coefficients(weight: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
+    """``1 / sqrt(sum_{i,k} (s_i w_oik)^2 + eps)`` as ``s^2 @ (sum_k w^2)^T`` (eq. 3), ``(B, O)``, >= float32."""
+    dt = torch.promote_types(weight.dtype, torch.float32)
+    wsq = weight.to(dt).square().sum(dim=[2, 3])  # (O, I)
+    return (styles.to(dt).square() @ wsq.t() + 1e-8).rsqrt()
+
+
+def _modulate_conv(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, up: bool,
+                   resample_filter: torch.Tensor | None, padding: int) -> torch.Tensor:
+    """Scale the input channels by the styles and run one convolution with the shared weight."""
+    x = x * styles.to(x.dtype)[:, :, None, None]
+    w = weight.to(x.dtype)
+    if up:
+        return conv2d_up2(x, w, resample_filter)
+    return F.conv2d(x, w, padding=padding)
+
+
 def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, demodulate: bool = True,
                      up: bool = False, resample_filter: torch.Tensor | None = None,
                      padding: int = 0) -> torch.Tensor:
@@ -134,17 +151,9 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
 
     x ``(B, I, H, W)``, weight ``(O, I, k, k)``, styles ``(B, I)`` -> ``(B, O, H', W')``.
     """
-    x = x * styles.to(x.dtype)[:, :, None, None]
-    w = weight.to(x.dtype)
-    if up:
-        x = conv2d_up2(x, w, resample_filter)
-    else:
-        x = F.conv2d(x, w, padding=padding)
+    x = _modulate_conv(x, weight, styles, up, resample_filter, padding)
     if demodulate:
-        # sum_{i,k} (s_i w_oik)^2 = s^2 @ (sum_k w^2)^T, computed in float32 for stability
-        wsq = weight.float().square().sum(dim=[2, 3])  # (O, I)
-        dcoefs = (styles.float().square() @ wsq.t() + 1e-8).rsqrt()  # (B, O)
-        x = x * dcoefs.to(x.dtype)[:, :, None, None]
+        x = x * demodulation_coefficients(weight, styles).to(x.dtype)[:, :, None, None]
     return x
 
 
@@ -167,15 +176,22 @@ class SynthesisLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
         styles = self.affine(w)  # (B, I)
-        x = modulated_conv2d(x, self.weight, styles, demodulate=True, up=self.up,
-                             resample_filter=self.resample_filter, padding=self.padding)
+        x = _modulate_conv(x, self.weight, styles, self.up, self.resample_filter, self.padding)
+        # lrelu(x * d + noise * strength + b) * g == lrelu(g * (...)) for g > 0: demodulation, bias and
+        # the activation gain are applied in one pass, noise and the activation in place.
+        g = math.sqrt(2)
+        scale = (demodulation_coefficients(self.weight, styles) * g).to(x.dtype)[:, :, None, None]
+        x = torch.addcmul((self.bias * g).to(x.dtype)[None, :, None, None], x, scale)
         if self.use_noise and noise_mode != "none":
             if noise_mode == "random":
                 noise = torch.randn(x.shape[0], 1, self.resolution, self.resolution, device=x.device, dtype=x.dtype)
             else:
                 noise = self.noise_const.to(x.dtype)
-            x = x + noise * self.noise_strength.to(x.dtype)
-        return bias_act(x, self.bias, act="lrelu", clamp=self.conv_clamp)
+            x = x.add_(noise * (self.noise_strength * g).to(x.dtype))
+        x = F.leaky_relu_(x, 0.2)
+        if self.conv_clamp is not None:
+            x = x.clamp(-self.conv_clamp, self.conv_clamp)
+        return x
 
 
 class ToRGBLayer(nn.Module):
@@ -224,7 +240,9 @@ class SynthesisBlock(nn.Module):
             x = self.conv1(x, ws[:, 1], noise_mode)
         if img is not None:
             img = upsample2d(img, self.resample_filter)
-        y = self.torgb(x, ws[:, self.num_conv]).float()  # the skip image is accumulated in float32
+        y = self.torgb(x, ws[:, self.num_conv])
+        if y.dtype in (torch.float16, torch.bfloat16):
+            y = y.float()  # the skip image is accumulated in (at least) float32
         img = y if img is None else img + y
         return x, img
 
@@ -259,7 +277,7 @@ class SynthesisNetwork(nn.Module):
             block = getattr(self, f"b{res}")
             x, img = block(x, img, wplus[:, idx: idx + block.num_conv + 1], noise_mode)
             idx += block.num_conv
-        return img  # (B, 3, H, W) float32
+        return img  # (B, 3, H, W), float32 (float64 for a float64 model)
 
 
 class StyleGAN2Generator(StyleGenerator):
