@@ -1,26 +1,25 @@
 """Runs INSIDE Blender's Python (the bpy module) for tests/test_blender_addon.py.
 
 Usage: python bpy_driver.py SCENARIO ARGS_JSON. Prints one line "RESULT <json>" at the end.
-Enables the add-on the way Blender does (addon_utils.enable on a module found on sys.path),
+Installs the add-on the way a user does (the extension .zip, Install from Disk),
 builds a timeline with a movie strip, and runs the scenario.
 """
 
 import json
-import os
 import sys
-import tempfile
 
 
 def main():
     scenario, args = sys.argv[1], json.loads(sys.argv[2])
-    import bpy  # noqa: F401  (bpy first: it puts Blender's scripts/modules on sys.path)
-    import addon_utils
+    import bpy
 
-    addons_dir = tempfile.mkdtemp(prefix="bpy_addons_")
-    os.symlink(args["addon_src"], os.path.join(addons_dir, "synesthesia_foley"))
-    sys.path.insert(0, addons_dir)
-    mod = addon_utils.enable("synesthesia_foley", default_set=True, handle_error=None)
-    assert mod is not None, "add-on failed to enable"
+    # Install the extension .zip built by `synesthesia blender-addon`, as a user would
+    # (Preferences > Get Extensions > Install from Disk), into a throwaway user folder (HOME).
+    ret = bpy.ops.extensions.package_install_files(filepath=args["addon_zip"], repo="user_default",
+                                                   enable_on_install=True)
+    assert ret == {"FINISHED"}, ret
+    module = "bl_ext.user_default.synesthesia"
+    assert module in bpy.context.preferences.addons, [a.module for a in bpy.context.preferences.addons]
     result = {"version": bpy.app.version_string}
 
     scene = bpy.context.scene
@@ -39,7 +38,7 @@ def main():
     movie.select = True
     result["poll_selected"] = op.poll()
 
-    prefs = bpy.context.preferences.addons["synesthesia_foley"].preferences
+    prefs = bpy.context.preferences.addons[module].preferences
     prefs.python_path = args.get("python", "")
     prefs.output_dir = args["out_dir"]
     if args.get("workflow"):
@@ -50,7 +49,10 @@ def main():
     scene.synesthesia.steps = args.get("steps", 2)
 
     if scenario == "place":
-        from synesthesia_foley import jobs, operators
+        import importlib
+
+        jobs = importlib.import_module(module + ".jobs")
+        operators = importlib.import_module(module + ".operators")
 
         snap = jobs.snapshot_strip(movie, 24.0, bpy.path.abspath)
         strip = operators.place_sound(scene, snap, args["wav"])

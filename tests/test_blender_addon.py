@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from synesthesia.blender_addon import jobs
-from synesthesia.core.errors import Cancelled, InputError
+from synesthesia.core.errors import InputError
 from synesthesia.core.worker import Worker
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,10 +95,6 @@ def test_free_channel_skips_overlapping_strips_only():
 
 
 # --------------------------------------------------------------------------- worker protocol
-class _Pipe(io.StringIO):
-    pass
-
-
 def _serve(lines, runners):
     out = io.StringIO()
     worker = Worker(io.StringIO("".join(json.dumps(x) + "\n" for x in lines)), out, runners)
@@ -209,20 +205,39 @@ def test_foley_job_errors_name_the_file_and_leave_nothing(foley_env, tmp_path):
 
 
 # --------------------------------------------------------------------------- inside Blender
-def _drive(scenario, **args):
-    args.setdefault("addon_src", str(ROOT / "blender_addon"))
+@pytest.fixture(scope="module")
+def addon_zip(tmp_path_factory):
+    """The extension package, built by the real command line."""
+    out = tmp_path_factory.mktemp("addon") / "synesthesia_blender.zip"
+    proc = subprocess.run([sys.executable, "-m", "synesthesia", "blender-addon", "-o", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def test_addon_zip_is_an_extension_package(addon_zip):
+    import zipfile
+
+    names = zipfile.ZipFile(addon_zip).namelist()
+    assert "blender_manifest.toml" in names and "__init__.py" in names and "operators.py" in names
+    assert not any("__pycache__" in n for n in names)
+
+
+def _drive(scenario, addon_zip, tmp_path, **args):
+    args["addon_zip"] = str(addon_zip)
+    env = dict(os.environ, HOME=str(tmp_path / "blender_home"))  # Blender's user folders: throwaway
     proc = subprocess.run([BPY, str(ROOT / "tests" / "bpy_driver.py"), scenario, json.dumps(args)],
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600, env=env)
     lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, proc.stdout[-2000:] + proc.stderr[-2000:]
     return json.loads(lines[-1][7:])
 
 
 @needs_bpy
-def test_addon_registers_polls_on_selection_and_lays_the_sound_strip(tmp_path):
+def test_addon_registers_polls_on_selection_and_lays_the_sound_strip(addon_zip, tmp_path):
     movie = _movie(tmp_path / "clip.mp4")
     wav = _wav(tmp_path / "s.wav", seconds=1.75)
-    r = _drive("place", movie=str(movie), out_dir=str(tmp_path), wav=str(wav), offset=6)
+    r = _drive("place", addon_zip, tmp_path, movie=str(movie), out_dir=str(tmp_path), wav=str(wav), offset=6)
     assert r["poll_unselected"] is False and r["poll_selected"] is True
     assert r["snap"]["start"] == pytest.approx(0.25) and r["snap"]["duration"] == pytest.approx(1.75)
     # Movie placed at frame 10 with 6 frames trimmed: visible from 16; sound goes above it, same start.
@@ -230,20 +245,20 @@ def test_addon_registers_polls_on_selection_and_lays_the_sound_strip(tmp_path):
 
 
 @needs_bpy
-def test_generate_reports_a_missing_worker_python_and_leaves_nothing(tmp_path):
+def test_generate_reports_a_missing_worker_python_and_leaves_nothing(addon_zip, tmp_path):
     movie = _movie(tmp_path / "clip.mp4")
-    r = _drive("generate", movie=str(movie), out_dir=str(tmp_path / "out"), python=str(tmp_path / "no-python"))
+    r = _drive("generate", addon_zip, tmp_path, movie=str(movie), out_dir=str(tmp_path / "out"), python=str(tmp_path / "no-python"))
     assert r["ret"] == ["CANCELLED"] and r["sounds"] == [] and r["running"] is False
     assert "no-python" in r["error"] and "preferences" in r["error"]
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
 @needs_bpy
-def test_generate_sound_in_blender_lays_generated_foley_under_the_trimmed_strip(foley_env, tmp_path):
+def test_generate_sound_in_blender_lays_generated_foley_under_the_trimmed_strip(addon_zip, foley_env, tmp_path):
     """Real Blender + the real worker (this Python) + the shipped workflow on tiny models (plumbing)."""
     import wave as wavmod
 
-    r = _drive("generate", movie=str(foley_env / "clip.mp4"), out_dir=str(tmp_path / "foley"), python=sys.executable,
+    r = _drive("generate", addon_zip, tmp_path, movie=str(foley_env / "clip.mp4"), out_dir=str(tmp_path / "foley"), python=sys.executable,
                models_dir=str(foley_env / "models"), offset=6, scene_fps=10, steps=2)
     assert r["ret"] == ["FINISHED"], r
     assert r["running"] is False and r["status"] == "Added 1 sound strip"
