@@ -16,6 +16,12 @@
 
 ``style_mix`` (an index into W+) keeps the vectors from that index on at the start latent for
 every frame, so the sound moves the coarse structure while the start image's fine style stays.
+
+The steps are public so that a host can show and edit what passes between them (the ComfyUI
+nodes Sound Invert, Latent Walk and StyleGAN Render): :meth:`SoundToVideoPipeline.check_inputs`
+(1), :meth:`~SoundToVideoPipeline.invert` (1-4), :meth:`~SoundToVideoPipeline.walk` (1, 2 and 5
+without rendering) and :func:`render_latents` (5, rendering). ``__call__`` is built from the
+same code, so the split steps give the pipeline's numbers for the same inputs.
 """
 
 from __future__ import annotations
@@ -176,7 +182,10 @@ class SoundToVideoPipeline:
         return next(self.generator.parameters()).device
 
     # -- steps -----------------------------------------------------------------------------
-    def _check(self, audio, sample_rate, prompt, fps, duration, resolution, truncation, style_mix, start_latent):
+    def check_inputs(self, audio, sample_rate, prompt: Optional[str] = None, fps: float = 25.0,
+                     duration: Optional[float] = None, resolution: Optional[int] = None, truncation: float = 0.7,
+                     style_mix: Optional[int] = None, start_latent: Optional[torch.Tensor] = None) -> None:
+        """Step 1: raise :class:`~..errors.InputError` saying what is wrong with an input and what to do."""
         if not isinstance(audio, torch.Tensor) or audio.dim() not in (1, 2) or audio.shape[-1] == 0:
             got = tuple(audio.shape) if isinstance(audio, torch.Tensor) else type(audio).__name__
             raise InputError(f"audio must be a non-empty (C, N) or (N,) tensor, got {got}")
@@ -199,6 +208,8 @@ class SoundToVideoPipeline:
             raise InputError("a text prompt needs a CLIP model with a text tower: pass --clip (a full CLIP folder)")
         if start_latent is not None and tuple(start_latent.shape[-2:]) != (n, self.generator.w_dim):
             raise InputError(f"start_latent must be ({n}, {self.generator.w_dim}), got {tuple(start_latent.shape)}")
+
+    _check = check_inputs  # the name before the steps were public
 
     @torch.no_grad()
     def select_start_latent(self, prompt: Optional[str], truncation: float, seed: Optional[int],
@@ -226,9 +237,117 @@ class SoundToVideoPipeline:
         log.info("prompt %r: candidate %d of %d has the highest CLIP similarity", prompt, best, k)
         return w[best, None].expand(G.n_latent, -1).clone()
 
-    def _mel(self, front: MelFrontEnd, wave: torch.Tensor, sr: int) -> torch.Tensor:
+    def mel(self, front: MelFrontEnd, wave: torch.Tensor, sr: int) -> torch.Tensor:
+        """Step 2: normalised log-mel (n_mels, T) of mono ``wave`` (1, N) at ``sr``, at the front end's rate."""
         w = resample(wave, sr, front_sr(front))
         return front.normalise(power_mel_chunked(front, w[0])[None])[0]  # (n_mels, T)
+
+    _mel = mel  # the name before the steps were public
+
+    def invert(self, audio: torch.Tensor, sample_rate: int, prompt: Optional[str] = None, seed: Optional[int] = None,
+               generator: Optional[torch.Generator] = None, truncation: float = 0.7,
+               start_latent: Optional[torch.Tensor] = None, n_candidates: int = 16, duration: Optional[float] = None,
+               batch_size: int = 8, callback: Optional[ProgressCallback] = None):
+        """Steps 1-4: the start latent w (``start_latent``, or seeded, or the best of ``n_candidates`` by CLIP
+        for a ``prompt``), then sound inversion ŵ_a = E_a(x_a) + w (eq. 1) from the sound's first window.
+
+        Returns ``(w_hat (1, n_latent, w_dim), w (n_latent, w_dim))``, float32 on the CPU.
+        ``callback`` gets ``stage="prompt"`` per batch of candidates, or one ``stage="invert"`` step.
+        """
+        self.check_inputs(audio, sample_rate, prompt, duration=duration, truncation=truncation,
+                          start_latent=start_latent)
+        select = bool(prompt) and start_latent is None
+        progress = Progress(max(1, n_candidates) if select else 1, callback, stage="invert")
+        out = self._invert(mono_window(audio, sample_rate, duration), sample_rate, prompt, seed, generator,
+                           truncation, start_latent, n_candidates, batch_size, progress)
+        if not select:
+            progress.advance(1)
+        return out
+
+    def _invert(self, wave, sample_rate, prompt, seed, generator, truncation, start_latent, n_candidates,
+                batch_size, progress):
+        G = self.generator
+        with torch.no_grad():
+            # 3. start latent
+            if start_latent is not None:
+                w = start_latent.reshape(G.n_latent, G.w_dim).to(self.device, torch.float32)
+            else:
+                w = self.select_start_latent(prompt, truncation, seed, n_candidates, generator,
+                                             batch_size, progress).float()
+            # 2 + 4. mel of the sound, sound inversion (eq. 1) from its first inversion window
+            L = self.inversion.config.segment_frames
+            mel = self.mel(self.inversion.mel_front_end(), wave, sample_rate)
+            x_a = segment_mel(mel, torch.tensor([L // 2]), L).to(self.device)  # (1, n_mels, L)
+            w_hat = self.inversion.invert(x_a, w[None])  # (1, n_latent, w_dim)
+        return w_hat.float().cpu(), w.cpu()
+
+    def walk(self, audio: torch.Tensor, sample_rate: int, w_hat: torch.Tensor, fps: float = 25.0,
+             duration: Optional[float] = None, batch_size: int = 8, style_mix: Optional[int] = None,
+             style_latent: Optional[torch.Tensor] = None,
+             callback: Optional[ProgressCallback] = None) -> torch.Tensor:
+        """Step 5 without rendering: the recurrent walk (eq. 4-5) from ŵ_a -> W+ latents (N, n_latent, w_dim).
+
+        ``style_mix`` (a W+ index) keeps the vectors from that index on at ``style_latent`` (the start
+        latent w before inversion, (n_latent, w_dim)), as ``__call__``'s ``style_mix`` does.
+        ``callback`` gets ``stage="walk"`` after each batch of frames.
+        """
+        return torch.cat(list(self.iter_walk(audio, sample_rate, w_hat, fps, duration, batch_size, style_mix,
+                                             style_latent, callback)))
+
+    def iter_walk(self, audio: torch.Tensor, sample_rate: int, w_hat: torch.Tensor, fps: float = 25.0,
+                  duration: Optional[float] = None, batch_size: int = 8, style_mix: Optional[int] = None,
+                  style_latent: Optional[torch.Tensor] = None,
+                  callback: Optional[ProgressCallback] = None) -> Iterator[torch.Tensor]:
+        """:meth:`walk` as an iterator of ``(b, n_latent, w_dim)`` batches (memory bounded by ``batch_size``).
+
+        The inputs are checked now, not when iterating.
+        """
+        self.check_inputs(audio, sample_rate, None, fps, duration, style_mix=style_mix)
+        if batch_size < 1:
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        G = self.generator
+        if style_mix is not None:
+            if style_latent is None:
+                raise InputError("style_mix needs the start latent before inversion: connect Sound Invert's style_latent")
+            style_latent = style_latent.reshape(G.n_latent, G.w_dim).float().cpu()
+        if w_hat.dim() == 2:
+            w_hat = w_hat[None]
+        if tuple(w_hat.shape[1:]) != (G.n_latent, G.w_dim):
+            raise InputError(f"start latent must be (1, {G.n_latent}, {G.w_dim}) for this StyleGAN; got {tuple(w_hat.shape)}")
+        wave = mono_window(audio, sample_rate, duration)
+        n_frames = frame_count(wave, sample_rate, fps)
+        return self._walk(wave, sample_rate, w_hat, fps, n_frames, batch_size, style_mix, style_latent,
+                          Progress(n_frames, callback, stage="walk"))
+
+    def _walk(self, wave, sample_rate, w_hat, fps, n_frames, batch_size, style_mix, style_latent, progress):
+        with torch.no_grad():
+            enc_mel = None
+            if self.walker.config.audio_dim:
+                # 2. mel of the whole sound; one segment per frame, centred on the frame's time span
+                front = self.audio_encoder.mel_front_end()
+                enc_mel = self.mel(front, wave, sample_rate)
+                centres_s = (torch.arange(n_frames, dtype=torch.float64) + 0.5) / fps
+                centres = torch.round(centres_s * front_sr(front) / front.hop_length).long()
+            state = self.walker.init_state(w_hat.to(self.device, torch.float32))
+        for f0 in range(0, n_frames, batch_size):
+            f1 = min(n_frames, f0 + batch_size)
+            with torch.no_grad():
+                codes = None
+                if enc_mel is not None:
+                    seg = segment_mel(enc_mel, centres[f0:f1], self.audio_encoder.config.segment_frames).to(self.device)
+                    codes = self.audio_encoder(seg)[None]  # (1, b, D)
+                lat, state = self.walker(codes, state, n_frames=f1 - f0)
+                lat = lat[0].float().cpu()  # (b, n_latent, w_dim)
+                if style_mix is not None:
+                    lat[:, style_mix:] = style_latent[None, style_mix:]
+            if progress is not None:
+                progress.advance(f1 - f0)
+            yield lat
+
+    def render(self, latents: torch.Tensor, batch_size: int = 8, resolution: Optional[int] = None,
+               noise_mode: str = "const", callback: Optional[ProgressCallback] = None) -> torch.Tensor:
+        """Step 5's rendering: :func:`render_latents` with this pipeline's generator."""
+        return render_latents(self.generator, latents, batch_size, noise_mode, resolution, callback)
 
     def iter_batches(self, audio: torch.Tensor, sample_rate: int, prompt: Optional[str] = None,
                      seed: Optional[int] = None, generator: Optional[torch.Generator] = None, fps: float = 25.0,
@@ -241,63 +360,27 @@ class SoundToVideoPipeline:
         run; the generator does the work lazily, so memory is bounded by ``batch_size``.
         """
         # 1. check inputs
-        self._check(audio, sample_rate, prompt, fps, duration, resolution, truncation, style_mix, start_latent)
+        self.check_inputs(audio, sample_rate, prompt, fps, duration, resolution, truncation, style_mix, start_latent)
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
-        G, dev = self.generator, self.device
-        wave = audio.float().cpu()
-        wave = wave[None] if wave.dim() == 1 else wave.mean(dim=0, keepdim=True)  # (1, N) mono
-        if duration is not None:
-            wave = wave[:, : max(1, int(round(duration * sample_rate)))]
-        seconds = wave.shape[-1] / sample_rate
-        n_frames = max(1, int(round(seconds * fps)))
+        G = self.generator
+        wave = mono_window(audio, sample_rate, duration)
+        n_frames = frame_count(wave, sample_rate, fps)
         res = int(resolution) if resolution is not None else int(G.resolution)
         total = n_frames + (max(1, n_candidates) if prompt else 0)
         progress = Progress(total, callback, stage="animate")
 
-        with torch.no_grad():
-            # 2. mel of the whole sound, once per front end; segments aligned to frame centres
-            inv_front = self.inversion.mel_front_end()
-            inv_mel = self._mel(inv_front, wave, sample_rate)
-            enc_mel = None
-            if self.walker.config.audio_dim:
-                enc_front = self.audio_encoder.mel_front_end()
-                enc_mel = self._mel(enc_front, wave, sample_rate)
-                centres_s = (torch.arange(n_frames, dtype=torch.float64) + 0.5) / fps
-                centres = torch.round(centres_s * front_sr(enc_front) / enc_front.hop_length).long()
+        # 2-4. start latent (seeded, the caller's, or best of K for the prompt) and sound inversion (eq. 1)
+        w_hat, w = self._invert(wave, sample_rate, prompt, seed, generator, truncation, start_latent, n_candidates,
+                                batch_size, progress)
+        yield {"n_frames": n_frames, "start_latent": w, "resolution": res}
 
-            # 3. start latent
-            if start_latent is not None:
-                w = start_latent.reshape(G.n_latent, G.w_dim).to(dev, torch.float32)
-            else:
-                w = self.select_start_latent(prompt, truncation, seed, n_candidates, generator,
-                                             batch_size, progress).float()
-            yield {"n_frames": n_frames, "start_latent": w.cpu(), "resolution": res}
-
-            # 4. sound inversion, eq. 1, from the first inversion window of the sound
-            L = self.inversion.config.segment_frames
-            x_a = segment_mel(inv_mel, torch.tensor([L // 2]), L).to(dev)  # (1, n_mels, L)
-            w_hat = self.inversion.invert(x_a, w[None])  # (1, n_latent, w_dim)
-
-            # 5. walk + render, chunk by chunk
-            state = self.walker.init_state(w_hat)
-            for f0 in range(0, n_frames, batch_size):
-                f1 = min(n_frames, f0 + batch_size)
-                codes = None
-                if enc_mel is not None:
-                    seg = segment_mel(enc_mel, centres[f0:f1], self.audio_encoder.config.segment_frames).to(dev)
-                    codes = self.audio_encoder(seg)[None]  # (1, b, D)
-                lat, state = self.walker(codes, state, n_frames=f1 - f0)
-                lat = lat[0]  # (b, n_latent, w_dim)
-                if style_mix is not None:
-                    lat = lat.clone()
-                    lat[:, style_mix:] = w[None, style_mix:]
-                img = G.synthesis(lat.to(dtype=next(G.parameters()).dtype), noise_mode="const")
-                img = (img.float().clamp(-1, 1) + 1) / 2
-                if img.shape[-1] != res:
-                    img = F.interpolate(img, size=(res, res), mode="bilinear", antialias=True, align_corners=False)
-                progress.advance(f1 - f0, stage="render")
-                yield img.clamp(0, 1).cpu(), lat.float().cpu()
+        # 5. walk + render, chunk by chunk
+        for lat in self._walk(wave, sample_rate, w_hat, fps, n_frames, batch_size, style_mix, w, None):
+            with torch.no_grad():
+                img = _render_batch(G, lat, res, "const")
+            progress.advance(lat.shape[0], stage="render")
+            yield img, lat
 
     def __call__(self, audio: torch.Tensor, sample_rate: int, prompt: Optional[str] = None,
                  seed: Optional[int] = None, generator: Optional[torch.Generator] = None, fps: float = 25.0,
@@ -329,3 +412,51 @@ class SoundToVideoPipeline:
 
 def front_sr(front: MelFrontEnd) -> int:
     return int(front.sample_rate)
+
+
+def mono_window(audio: torch.Tensor, sample_rate: int, duration: Optional[float] = None) -> torch.Tensor:
+    """(C, N) or (N,) audio -> (1, N') float32 mono on the CPU, cut to the first ``duration`` seconds."""
+    wave = audio.float().cpu()
+    wave = wave[None] if wave.dim() == 1 else wave.mean(dim=0, keepdim=True)  # (1, N)
+    if duration:
+        wave = wave[:, : max(1, int(round(duration * sample_rate)))]
+    return wave
+
+
+def frame_count(wave: torch.Tensor, sample_rate: int, fps: float) -> int:
+    """Video frames for ``wave`` (..., N) at ``fps``: at least one."""
+    return max(1, int(round(wave.shape[-1] / sample_rate * fps)))
+
+
+def _render_batch(generator, w: torch.Tensor, resolution: Optional[int], noise_mode: str) -> torch.Tensor:
+    """W+ ``(b, n_latent, w_dim)`` -> images ``(b, 3, H, W)`` in [0, 1] on the CPU, resized to ``resolution``."""
+    p = next(generator.parameters())
+    img = generator.synthesis(w.to(p.device, p.dtype), noise_mode=noise_mode)  # (b, 3, H, W) in [-1, 1]
+    img = (img.float().clamp(-1, 1) + 1) / 2
+    if resolution is not None and img.shape[-1] != int(resolution):
+        img = F.interpolate(img, size=(int(resolution),) * 2, mode="bilinear", antialias=True, align_corners=False)
+    return img.clamp(0, 1).cpu()
+
+
+def render_latents(generator, latents: torch.Tensor, batch_size: int = 8, noise_mode: str = "const",
+                   resolution: Optional[int] = None, callback: Optional[ProgressCallback] = None) -> torch.Tensor:
+    """Step 5's rendering: W+ latents ``(N, n_latent, w_dim)`` -> images ``(N, 3, H, W)`` in [0, 1] on the CPU.
+
+    Rendered ``batch_size`` at a time; ``resolution`` resizes the square output (antialiased
+    bilinear); None keeps the generator's. ``callback(done, N, {"stage": "render"})`` after each
+    batch (it may raise to cancel). Needs only the generator, so a host can render any W+ latents.
+    """
+    if resolution is not None and not 16 <= int(resolution) <= 4096:
+        raise InputError(f"resolution must be between 16 and 4096 pixels; got {resolution}")
+    if latents.dim() != 3 or latents.shape[1:] != (generator.n_latent, generator.w_dim):
+        raise InputError(f"latents must be (N, {generator.n_latent}, {generator.w_dim}) for this generator; "
+                         f"got {tuple(latents.shape)}: use the trajectory made for the same StyleGAN")
+    if batch_size < 1:
+        raise InputError(f"batch_size must be >= 1; got {batch_size}")
+    progress = Progress(latents.shape[0], callback, stage="render")
+    out = []
+    with torch.inference_mode():
+        for a in range(0, latents.shape[0], batch_size):
+            out.append(_render_batch(generator, latents[a:a + batch_size], resolution, noise_mode))
+            progress.advance(out[-1].shape[0])
+    return torch.cat(out)
