@@ -12,6 +12,12 @@ Steps of :meth:`VideoToAudioPipeline.__call__`:
    embedding of each noun is weighted by its per-frame appearance probability (eq. 1);
 5. denoise: windows of the native 10.24 s, averaged where they overlap (:mod:`.windows`);
 6. decode each window with the mel VAE, 7. vocode, crossfade, trim to the video's length.
+
+The steps are public so that a host can show the detections and keep the latents (the ComfyUI
+nodes Ground Objects, VTA Diffuse and Vocode): :meth:`VideoToAudioPipeline.ground` (steps 2 and 4,
+-> :class:`ObjectConditions`), :meth:`~VideoToAudioPipeline.diffuse` (1-3 and 5, ->
+:class:`MelLatents`) and :func:`vocode_latents` (6-7, -> :class:`V2AResult`). ``__call__`` is built
+from the same code, so the split steps give the pipeline's numbers for the same inputs.
 """
 
 from __future__ import annotations
@@ -45,6 +51,29 @@ class V2AResult:
     mel: torch.Tensor  # (1, n_mels, T) decoded log-mel of the whole clip
     detections: Any = None  # grounding.Detections of the prompt's nouns, or None
     nouns: tuple = ()  # the object names read from the prompt
+
+
+@dataclass
+class ObjectConditions:
+    """Objects O of VTA-SAM (sec. II-C) for one clip: per conditioning frame embeddings and detections."""
+
+    nouns: tuple  # the object names, from the prompt
+    embeds: Any  # (F, D) object embedding of each conditioning frame (eq. 1)
+    detections: Any  # grounding.Detections of those frames
+    frame_index: Any  # (F,) indices of the conditioning frames in the clip
+    frames: Any  # (F, H, W, 3) uint8 conditioning frames (for overlays)
+
+
+@dataclass
+class MelLatents:
+    """Denoised mel-VAE latents of a clip and how to decode them (windows, length)."""
+
+    latents: Any  # (1, C, T_total, F) latents of all windows side by side
+    plan: Any  # windows.WindowPlan
+    duration: float  # seconds of audio to produce
+    latent_rate: float  # latent frames per second
+    crossfade_seconds: float  # crossfade at each window join
+    window_batch: int  # windows decoded at once
 
 
 def sample_frame_indices(n_frames: int, fps: float, rate: float) -> torch.Tensor:
@@ -214,23 +243,15 @@ class VideoToAudioPipeline:
 
     def decode(self, z: torch.Tensor):
         """Latents (k, C, T, F) -> [waveform (k, N), mel (k, T_mel, n_mels)]."""
-        mel = self.vae.decode(z)  # (k, 1, T_mel, n_mels)
-        mel = mel[:, 0] if mel.dim() == 4 else mel
-        wav = self.vocoder(mel)  # (k, N)
-        return [wav, mel]
+        return _decode(self.vae, self.vocoder, z)
 
-    # -- the call -----------------------------------------------------------------------------
-    def __call__(self, frames: torch.Tensor, fps: float, prompt: Optional[str] = None, negative_prompt: Optional[str] = None,
-                 duration: Optional[float] = None, steps: Optional[int] = None, guidance: float = DEFAULT_GUIDANCE,
-                 seed: Optional[int] = None, generator: Optional[torch.Generator] = None, scheduler: str = DEFAULT_SCHEDULER,
-                 callback: Optional[ProgressCallback] = None) -> V2AResult:
-        cfg = self.denoiser.config
-        # 1. validate
-        if not isinstance(frames, torch.Tensor) or frames.dim() != 4 or frames.shape[-1] != 3 or frames.shape[0] == 0:
-            got = tuple(frames.shape) if isinstance(frames, torch.Tensor) else type(frames).__name__
-            raise InputError(f"frames must be a non-empty (N, H, W, 3) tensor (uint8 or float in [0, 1]), got {got}")
-        if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
-            raise InputError(f"fps must be a positive number, got {fps!r}")
+    # -- the steps ----------------------------------------------------------------------------
+    def check_inputs(self, frames: torch.Tensor, fps: float, duration: Optional[float] = None,
+                     steps: Optional[int] = None, guidance: float = DEFAULT_GUIDANCE,
+                     scheduler: str = DEFAULT_SCHEDULER) -> tuple[float, int, str]:
+        """Step 1: raise :class:`~..errors.InputError` for a bad input; return ``(duration, steps, scheduler)``
+        with the defaults filled in (the clip's duration, the scheduler's step count, its canonical name)."""
+        _check_frames(frames, fps)
         duration = frames.shape[0] / float(fps) if duration is None else float(duration)
         if not (math.isfinite(duration) and duration > 0):
             raise InputError(f"duration must be positive seconds, got {duration!r}")
@@ -240,55 +261,141 @@ class VideoToAudioPipeline:
             raise InputError(f"steps must be at least 1, got {steps}")
         if not (isinstance(guidance, (int, float)) and math.isfinite(guidance) and guidance >= 0):
             raise InputError(f"guidance must be a number >= 0, got {guidance!r}")
+        return duration, steps, scheduler
+
+    def ground(self, frames: torch.Tensor, fps: float, prompt: Optional[str] = None, *,
+               nouns: Optional[list[str]] = None) -> ObjectConditions:
+        """Steps 2 and 4: the conditioning frames, the nouns of ``prompt`` (or ``nouns``) grounded in
+        them and their object embeddings (eq. 1). Raises when there is no noun to ground."""
+        _check_frames(frames, fps)
+        if nouns is None:
+            from .tagger import extract_nouns
+
+            nouns = extract_nouns(prompt) if prompt and prompt.strip() else []
+        if not nouns:
+            raise InputError(f"no object nouns found in the prompt {prompt!r}: name the objects that sound, e.g. 'dog, car'")
+        idx = sample_frame_indices(frames.shape[0], float(fps), self.denoiser.config.frame_rate)
+        cond = frames_to_uint8(frames[idx])
+        embeds, detections = self.object_embeddings(cond, list(nouns))
+        return ObjectConditions(tuple(nouns), embeds, detections, idx, cond)
+
+    def diffuse(self, frames: torch.Tensor, fps: float, objects: Optional[ObjectConditions] = None,
+                negative_prompt: Optional[str] = None, duration: Optional[float] = None, steps: Optional[int] = None,
+                guidance: float = DEFAULT_GUIDANCE, seed: Optional[int] = None,
+                generator: Optional[torch.Generator] = None, scheduler: str = DEFAULT_SCHEDULER,
+                callback: Optional[ProgressCallback] = None) -> MelLatents:
+        """Steps 1-3 and 5: check the inputs, CLIP embeds of the conditioning frames, then windowed
+        denoising (MultiDiffusion) with classifier-free guidance (eq. 3), conditioned on ``objects``
+        (from :meth:`ground`, for the same frames) when given. ``duration`` None: the clip's."""
+        cfg = self.denoiser.config
+        # 1. validate
+        duration, steps, scheduler = self.check_inputs(frames, fps, duration, steps, guidance, scheduler)
         from .tagger import extract_nouns
 
-        nouns = extract_nouns(prompt) if prompt else []
-        negative_nouns = extract_nouns(negative_prompt) if negative_prompt else []
-        if (nouns or negative_nouns) and not self.denoiser.has_objects:
-            log.warning("this denoiser has no object branch (scheme %s): the prompt is ignored", cfg.scheme)
-            nouns, negative_nouns = [], []
-        if nouns and self.grounder is None:
-            raise InputError("a prompt needs a grounding backend: load the pipeline with grounding='clip' "
-                             "(or Grounding DINO + SAM), or leave the prompt out")
-        if prompt and not nouns:
-            log.warning("no object nouns found in prompt %r: generating from the video alone", prompt)
+        negative_nouns = extract_nouns(negative_prompt) if negative_prompt and negative_prompt.strip() else []
+        object_embeds = objects.embeds if objects is not None else None
+        if (object_embeds is not None or negative_nouns) and not self.denoiser.has_objects:
+            log.warning("this denoiser has no object branch (scheme %s): objects are ignored", cfg.scheme)
+            object_embeds, negative_nouns = None, []
         if generator is None:
             generator = torch.Generator().manual_seed(int(seed)) if seed is not None else torch.Generator().manual_seed(
                 int(torch.randint(0, 2**31 - 1, (1,)).item()))
 
         # 2. conditioning frames at the model's rate
         idx = sample_frame_indices(frames.shape[0], float(fps), cfg.frame_rate)
-        cond_frames = frames[idx]
+        if object_embeds is not None and object_embeds.shape[0] != idx.shape[0]:
+            raise InputError(f"the objects were grounded on {object_embeds.shape[0]} conditioning frames but this clip has "
+                             f"{idx.shape[0]}: ground the same frames at the same fps")
         # 3. CLIP image embeds (cached per clip)
-        video_embeds = self.encode_frames(cond_frames)
+        video_embeds = self.encode_frames(frames[idx])
         if callback is not None:
             callback(0, steps, {"stage": "conditions"})
-        # 4. objects
-        detections, object_embeds, negative_embeds = None, None, None
-        if nouns:
-            object_embeds, detections = self.object_embeddings(cond_frames, nouns)
-        if negative_nouns:
-            negative_embeds = self.negative_embeddings(cond_frames.shape[0], negative_nouns)
+        negative_embeds = self.negative_embeddings(idx.shape[0], negative_nouns) if negative_nouns else None
         # 5. denoise
         n_latent = max(1, math.ceil(duration * cfg.latent_rate - 1e-6))
         latents, plan = sample_windows(
             self.denoiser, video_embeds, n_latent, object_embeds=object_embeds, negative_object_embeds=negative_embeds,
             steps=steps, guidance=float(guidance), scheduler=scheduler, generator=generator,
             overlap=int(round(self.overlap_seconds * cfg.latent_rate)), window_batch=self.window_batch, callback=callback)
+        return MelLatents(latents, plan, duration, float(cfg.latent_rate), self.crossfade_seconds, self.window_batch)
+
+    def vocode(self, mel_latents: MelLatents, callback: Optional[ProgressCallback] = None) -> V2AResult:
+        """Steps 6-7: :func:`vocode_latents` with this pipeline's mel VAE and vocoder."""
+        return vocode_latents(self.vae, self.vocoder, mel_latents, callback)
+
+    # -- the call -----------------------------------------------------------------------------
+    def __call__(self, frames: torch.Tensor, fps: float, prompt: Optional[str] = None, negative_prompt: Optional[str] = None,
+                 duration: Optional[float] = None, steps: Optional[int] = None, guidance: float = DEFAULT_GUIDANCE,
+                 seed: Optional[int] = None, generator: Optional[torch.Generator] = None, scheduler: str = DEFAULT_SCHEDULER,
+                 callback: Optional[ProgressCallback] = None) -> V2AResult:
+        """Foley for ``frames`` ((N, H, W, 3) uint8 or float in [0, 1]) at ``fps``.
+
+        Steps (see the module docstring): the prompt's objects (:meth:`ground`; a prompt without
+        nouns, or a denoiser without an object branch, generates from the video alone), then
+        :meth:`diffuse` and :meth:`vocode`. ``callback(step, total, info)`` may raise
+        :class:`~..errors.Cancelled`.
+        """
+        # 1. validate
+        self.check_inputs(frames, fps, duration, steps, guidance, scheduler)
+        from .tagger import extract_nouns
+
+        nouns = extract_nouns(prompt) if prompt else []
+        if (nouns or negative_prompt) and not self.denoiser.has_objects:
+            log.warning("this denoiser has no object branch (scheme %s): the prompt is ignored", self.denoiser.config.scheme)
+            nouns, negative_prompt = [], None
+        if nouns and self.grounder is None:
+            raise InputError("a prompt needs a grounding backend: load the pipeline with grounding='clip' "
+                             "(or Grounding DINO + SAM), or leave the prompt out")
+        if prompt and not nouns:
+            log.warning("no object nouns found in prompt %r: generating from the video alone", prompt)
+        # 2 + 4. objects in the conditioning frames
+        objects = self.ground(frames, fps, nouns=nouns) if nouns else None
+        # 1-3, 5. conditions and denoising
+        mel = self.diffuse(frames, fps, objects, negative_prompt, duration, steps, guidance, seed, generator, scheduler,
+                           callback)
         # 6-7. decode + vocode window by window, crossfade, trim to the clip
-        sr = self.sample_rate
-        spl = sr / cfg.latent_rate
-        if abs(spl - round(spl)) > 1e-6:
-            raise InputError(f"vocoder rate {sr} Hz is not a whole number of samples per latent frame ({cfg.latent_rate}/s)")
-        spl = int(round(spl))
-        hop = int(getattr(self.vocoder, "hop_length", spl // 4))
-        if spl % hop:
-            raise InputError(f"vocoder hop {hop} does not divide the {spl} samples of a latent frame: "
-                             "use a vocoder with the mel settings the VAE and denoiser were trained on")
-        mel_per_latent = spl // hop
-        n_samples = int(round(duration * sr))
-        n_mel = int(math.ceil(n_samples / hop))
-        wav, mel = decode_windows(latents, plan, self.decode, (spl, mel_per_latent), (n_samples, n_mel),
-                                  (int(self.crossfade_seconds * sr), max(1, int(self.crossfade_seconds * sr / hop))),
-                                  self.window_batch, callback)
-        return V2AResult(wav.clamp(-1, 1).unsqueeze(0), sr, mel.transpose(0, 1).unsqueeze(0), detections, tuple(nouns))
+        result = self.vocode(mel, callback)
+        result.detections = objects.detections if objects is not None else None
+        result.nouns = tuple(nouns)
+        return result
+
+
+def _check_frames(frames, fps) -> None:
+    if not isinstance(frames, torch.Tensor) or frames.dim() != 4 or frames.shape[-1] != 3 or frames.shape[0] == 0:
+        got = tuple(frames.shape) if isinstance(frames, torch.Tensor) else type(frames).__name__
+        raise InputError(f"frames must be a non-empty (N, H, W, 3) tensor (uint8 or float in [0, 1]), got {got}")
+    if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
+        raise InputError(f"fps must be a positive number, got {fps!r}")
+
+
+def _decode(vae, vocoder, z: torch.Tensor):
+    mel = vae.decode(z)  # (k, 1, T_mel, n_mels)
+    mel = mel[:, 0] if mel.dim() == 4 else mel
+    wav = vocoder(mel)  # (k, N)
+    return [wav, mel]
+
+
+def vocode_latents(vae, vocoder, mel_latents: MelLatents, callback: Optional[ProgressCallback] = None) -> V2AResult:
+    """Steps 6-7: decode the windows of ``mel_latents`` with the mel ``vae``, vocode them, crossfade the
+    joins and trim to the clip's duration. Needs no denoiser or CLIP, so a host can vocode latents alone.
+
+    Returns a :class:`V2AResult` without detections: waveform (1, N), the vocoder's rate, mel (1, n_mels, T).
+    """
+    m = mel_latents
+    sr = int(vocoder.sample_rate)
+    spl = sr / m.latent_rate
+    if abs(spl - round(spl)) > 1e-6:
+        raise InputError(f"vocoder rate {sr} Hz is not a whole number of samples per latent frame ({m.latent_rate}/s)")
+    spl = int(round(spl))
+    hop = int(getattr(vocoder, "hop_length", spl // 4))
+    if spl % hop:
+        raise InputError(f"vocoder hop {hop} does not divide the {spl} samples of a latent frame: "
+                         "use a vocoder with the mel settings the VAE and denoiser were trained on")
+    mel_per_latent = spl // hop
+    n_samples = int(round(m.duration * sr))
+    n_mel = int(math.ceil(n_samples / hop))
+    wav, mel = decode_windows(m.latents, m.plan, lambda z: _decode(vae, vocoder, z), (spl, mel_per_latent),
+                              (n_samples, n_mel),
+                              (int(m.crossfade_seconds * sr), max(1, int(m.crossfade_seconds * sr / hop))),
+                              m.window_batch, callback)
+    return V2AResult(wav.clamp(-1, 1).unsqueeze(0), sr, mel.transpose(0, 1).unsqueeze(0))
