@@ -49,8 +49,9 @@ class SynesthesiaSoundInvert:
 
     def invert(self, audio, stylegan, sound_models, seed, truncation, prompt, candidates, clip=None):
         wave, sr = hostutil.audio_from_host(audio)
-        w_hat, w = hostutil.s2v_invert(_pipeline(stylegan, sound_models, clip), wave, sr, prompt.strip() or None,
-                                       int(seed), float(truncation), int(candidates), host.progress_callback())
+        w_hat, w = _pipeline(stylegan, sound_models, clip).invert(
+            wave, sr, prompt.strip() or None, int(seed), truncation=float(truncation), n_candidates=int(candidates),
+            callback=host.progress_callback())
         return (w_hat, w[None])
 
 
@@ -87,9 +88,9 @@ class SynesthesiaLatentWalk:
 
     def walk(self, audio, stylegan, sound_models, start_latent, fps, duration, style_mix, style_latent=None):
         wave, sr = hostutil.audio_from_host(audio)
-        lat = hostutil.s2v_walk(_pipeline(stylegan, sound_models), wave, sr, start_latent, float(fps),
-                                float(duration) or None, style_mix=int(style_mix) or None, style_latent=style_latent,
-                                callback=host.progress_callback())
+        lat = _pipeline(stylegan, sound_models).walk(wave, sr, start_latent, float(fps), float(duration) or None,
+                                                     style_mix=int(style_mix) or None, style_latent=style_latent,
+                                                     callback=host.progress_callback())
         return (lat, float(fps))
 
 
@@ -115,9 +116,11 @@ class SynesthesiaStyleGANRender:
         }
 
     def render(self, stylegan, latents, batch_size, resolution):
+        from ..core.s2v.pipeline import render_latents
+
         lat = latents if latents.dim() == 3 else latents[None]
-        imgs = hostutil.render_latents(stylegan, lat, int(batch_size), resolution=int(resolution) or None,
-                                       callback=host.progress_callback(lat.shape[0]))
+        imgs = render_latents(stylegan, lat, int(batch_size), resolution=int(resolution) or None,
+                              callback=host.progress_callback(lat.shape[0]))
         return (hostutil.images_to_host(imgs),)
 
 

@@ -74,7 +74,7 @@ class SynesthesiaGroundObjects:
     def ground(self, vta, clip, grounder, prompt, fps, images=None, video=None, start=0.0, duration=0.0):
         frames, rate, _ = _frames(images, video, fps, vta.config.frame_rate, start, duration)
         host.check_interrupted()
-        obj = hostutil.v2a_ground(_pipeline(vta, clip, grounder), frames, rate, prompt)
+        obj = _pipeline(vta, clip, grounder).ground(frames, rate, prompt)
         overlay, masks = hostutil.detections_overlay(obj.frames, obj.detections)
         return (obj, overlay, masks)
 
@@ -118,9 +118,9 @@ class SynesthesiaVTADiffuse:
     def diffuse(self, vta, clip, fps, negative_prompt, duration, steps, guidance, scheduler, seed,
                 images=None, video=None, objects=None, start=0.0):
         frames, rate, clip_seconds = _frames(images, video, fps, vta.config.frame_rate, start, duration)
-        mel = hostutil.v2a_diffuse(_pipeline(vta, clip), frames, rate, objects,
-                                   negative_prompt, float(duration) or clip_seconds, int(steps), float(guidance), int(seed),
-                                   scheduler, callback=host.progress_callback(int(steps)))
+        mel = _pipeline(vta, clip).diffuse(frames, rate, objects, negative_prompt, float(duration) or clip_seconds,
+                                           int(steps), float(guidance), int(seed), scheduler=scheduler,
+                                           callback=host.progress_callback(int(steps)))
         return (mel,)
 
 
@@ -142,8 +142,10 @@ class SynesthesiaVocode:
         }}
 
     def vocode(self, mel_latents, mel_vae, vocoder):
-        wav, sr = hostutil.v2a_vocode(mel_vae, vocoder, mel_latents, callback=host.progress_callback())
-        return (hostutil.audio_to_host(wav, sr),)
+        from ..core.v2a.pipeline import vocode_latents
+
+        res = vocode_latents(mel_vae, vocoder, mel_latents, callback=host.progress_callback())
+        return (hostutil.audio_to_host(res.waveform, res.sample_rate),)
 
 
 NODE_CLASS_MAPPINGS = {
