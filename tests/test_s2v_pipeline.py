@@ -75,6 +75,27 @@ def test_options_duration_resolution_style_mix(pipe):
     assert not torch.allclose(sm.start_latent, res.start_latent)
 
 
+def test_public_steps_are_the_call_bit_for_bit(pipe):
+    """invert -> walk -> render (what the split ComfyUI nodes call) are __call__'s own code: the same
+    numbers to the bit, here on 16 kHz stereo (resampled for the 8 kHz mel front ends) cut to a duration."""
+    audio = T.tone(1.3, sr=16000).repeat(2, 1)
+    ref = pipe(audio, 16000, seed=5, truncation=0.8, fps=9.0, duration=0.7, style_mix=3, resolution=24, batch_size=3)
+    w_hat, w = pipe.invert(audio, 16000, seed=5, truncation=0.8, duration=0.7)
+    assert torch.equal(w, ref.start_latent)
+    steps = []
+    lat = pipe.walk(audio, 16000, w_hat, fps=9.0, duration=0.7, batch_size=3, style_mix=3, style_latent=w,
+                    callback=lambda s, t, i: steps.append((s, t, i["stage"])))
+    assert torch.equal(lat, ref.latents) and lat.shape[0] == ref.n_frames == 6
+    frames = pipe.render(lat, batch_size=3, resolution=24, callback=lambda s, t, i: steps.append((s, t, i["stage"])))
+    assert torch.equal(frames, ref.frames)
+    assert steps == [(3, 6, "walk"), (6, 6, "walk"), (3, 6, "render"), (6, 6, "render")]
+    # a start latent given to invert is used as w, as __call__'s start_latent is
+    w_hat2, w2 = pipe.invert(audio, 16000, start_latent=w, duration=0.7)
+    assert torch.equal(w2, w) and torch.equal(w_hat2, w_hat)
+    with pytest.raises(InputError, match="style_latent"):
+        pipe.iter_walk(audio, 16000, w_hat, style_mix=3)  # checked when called, not when iterated
+
+
 def test_prompt_picks_the_most_clip_similar_candidate(tmp_path):
     from tiny_clip import make_tiny_clip
 

@@ -87,6 +87,25 @@ def test_prompt_objects_reach_the_denoiser(pipe):
     assert (neg.waveform - pipe(frames, 10.0, prompt="dog", steps=1, seed=1, scheduler="ddim").waveform).abs().max() > 1e-4
 
 
+def test_public_steps_are_the_call_bit_for_bit(pipe):
+    """ground -> diffuse -> vocode (what the split ComfyUI nodes call) are __call__'s own code: the same
+    waveform, mel and detections to the bit."""
+    frames = _frames(24)
+    ref = pipe(frames, 10.0, prompt="a dog and a car", negative_prompt="cat", steps=2, seed=7, scheduler="dpm++")
+    objects = pipe.ground(frames, 10.0, "a dog and a car")
+    assert objects.nouns == ref.nouns == ("dog", "car")
+    assert objects.frame_index.tolist() == sample_frame_indices(24, 10.0, pipe.denoiser.config.frame_rate).tolist()
+    assert torch.equal(torch.as_tensor(objects.detections.appearance), torch.as_tensor(ref.detections.appearance))
+    mel = pipe.diffuse(frames, 10.0, objects, "cat", steps=2, seed=7, scheduler="dpm++")
+    assert mel.duration == 2.4
+    out = pipe.vocode(mel)
+    assert torch.equal(out.waveform, ref.waveform) and torch.equal(out.mel, ref.mel)
+    with pytest.raises(InputError, match="no object nouns"):
+        pipe.ground(frames, 10.0, "")
+    with pytest.raises(InputError, match="grounded on 2 conditioning frames but this clip has 5"):
+        pipe.diffuse(frames[:24:2], 5.0, pipe.ground(frames[:6], 10.0, "dog"), steps=1)
+
+
 def test_untrained_objects_give_the_v_only_audio(tmp_path):
     from synesthesia.core.v2a.grounding import ClipGrounder
 
