@@ -530,12 +530,34 @@ def read_frames(
     start: float = 0.0,
     duration: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """All frames of :func:`iter_frames` at once: ``((N, H, W, 3) uint8, (N,) float64 seconds)``."""
-    times, frames = [], []
+    """All frames of :func:`iter_frames` at once: ``((N, H, W, 3) uint8, (N,) float64 seconds)``.
+
+    Frames are written into one buffer sized from the expected frame count (grown if the file has
+    more), so the clip is held once, not as a list of frames plus their stacked copy.
+    """
+    info = probe(path)
+    rate = float(fps) if fps else float(info.fps or 25.0)
+    span = max(0.0, float(info.duration or 0.0) - float(start or 0.0))
+    if duration is not None:
+        span = min(span, float(duration))
+    expected = max(1, int(math.ceil(span * rate)) + 2)
+    times: list[float] = []
+    buf: torch.Tensor | None = None
     for t, frame in iter_frames(path, fps=fps, size=size, start=start, duration=duration):
+        n = len(times)
+        if buf is None:
+            buf = torch.empty((expected, *frame.shape), dtype=frame.dtype)
+        elif n == buf.shape[0]:
+            buf = torch.cat([buf, torch.empty((max(8, n // 4), *frame.shape), dtype=frame.dtype)])
+        buf[n] = frame
         times.append(t)
-        frames.append(frame)
-    return torch.stack(frames), torch.tensor(times, dtype=torch.float64)
+    if buf is None:
+        raise MediaError(f"{path}: no video frames between {float(start or 0):g} s and the end of the window; "
+                         "choose a start inside the video")
+    frames = buf[: len(times)]
+    if len(times) < buf.shape[0] // 2:  # a badly wrong estimate: do not keep the slack
+        frames = frames.clone()
+    return frames, torch.tensor(times, dtype=torch.float64)
 
 
 # ----------------------------------------------------------------------------- writing helpers
