@@ -343,11 +343,11 @@ class VideoToAudioPipeline:
         if (nouns or negative_prompt) and not self.denoiser.has_objects:
             log.warning("this denoiser has no object branch (scheme %s): the prompt is ignored", self.denoiser.config.scheme)
             nouns, negative_prompt = [], None
+        elif prompt and not nouns:
+            log.warning("no object nouns found in prompt %r: generating from the video alone", prompt)
         if nouns and self.grounder is None:
             raise InputError("a prompt needs a grounding backend: load the pipeline with grounding='clip' "
                              "(or Grounding DINO + SAM), or leave the prompt out")
-        if prompt and not nouns:
-            log.warning("no object nouns found in prompt %r: generating from the video alone", prompt)
         # 2 + 4. objects in the conditioning frames
         objects = self.ground(frames, fps, nouns=nouns) if nouns else None
         # 1-3, 5. conditions and denoising
