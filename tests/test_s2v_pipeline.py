@@ -117,6 +117,10 @@ def test_prompt_picks_the_most_clip_similar_candidate(tmp_path):
                callback=lambda s, t, i: steps.append((s, t, i["stage"])))
     assert torch.allclose(res.start_latent[0], cands[int(sims.argmax())])
     assert steps[-1][:2] == (10, 10) and {s[2] for s in steps} == {"prompt", "render"}
+    steps.clear()  # a given start latent is used as is: no candidates scored, the bar still ends full
+    given = pipe(T.tone(0.5), T.SR, prompt="a dog", start_latent=w, fps=8, n_candidates=6,
+                 callback=lambda s, t, i: steps.append((s, t, i["stage"])))
+    assert torch.equal(given.start_latent, w) and steps[-1][:2] == (4, 4) and {s[2] for s in steps} == {"render"}
 
 
 def test_errors_and_cancel(pipe, tmp_path):

@@ -367,7 +367,7 @@ class SoundToVideoPipeline:
         wave = mono_window(audio, sample_rate, duration)
         n_frames = frame_count(wave, sample_rate, fps)
         res = int(resolution) if resolution is not None else int(G.resolution)
-        total = n_frames + (max(1, n_candidates) if prompt else 0)
+        total = n_frames + (max(1, n_candidates) if prompt and start_latent is None else 0)  # + K scored
         progress = Progress(total, callback, stage="animate")
 
         # 2-4. start latent (seeded, the caller's, or best of K for the prompt) and sound inversion (eq. 1)
