@@ -185,26 +185,18 @@ def video_source_path(video) -> Optional[str]:
     return src if isinstance(src, (str, os.PathLike)) else None
 
 
-def read_video_at_rate(path, rate: float, start: float = 0.0, duration: Optional[float] = None):
-    """Decode only the frames a model needs: ``(frames (N, H, W, 3) uint8 at ``rate`` fps, rate, duration s)``.
+def read_video_at_rate(path, rate: float, start: float = 0.0, duration: Optional[float] = None, size: Optional[int] = 224):
+    """Decode only the frames a video-to-audio model conditions on: ``(frames (N, size, size, 3) uint8, rate, duration s)``.
 
-    For a file-backed host VIDEO this replaces decoding every frame at full rate into float images
-    (a long clip would not fit in memory) when the model samples the clip at ``rate`` anyway.
-    ``start``/``duration`` (seconds) restrict it to a window of the clip; the duration returned is
-    the window's.
+    The frames are VTA-LDM's (:func:`.v2a.frames.read_conditioning_frames`: its integer-fps frame
+    choice at ``rate`` per second, PIL bicubic resize + centre crop to ``size``; ``size=None`` keeps
+    the source resolution), read one at a time so a long clip fits in memory. ``start``/``duration``
+    (seconds) restrict it to a window of the clip; the duration returned is the window's. The
+    returned rate is ``rate``: a pipeline given ``fps == rate`` keeps every frame.
     """
-    from . import media
+    from .v2a.frames import read_conditioning_frames
 
-    info = media.probe(str(path))
-    if not info.has_video:
-        raise InputError(f"{path} has no video stream: connect a video")
-    start = float(start or 0.0)
-    if start < 0 or start >= float(info.duration):
-        raise InputError(f"start {start:g} s is outside {path} ({float(info.duration):.3f} s long): use 0 to {float(info.duration):.3f}")
-    length = float(info.duration) - start
-    if duration:
-        length = min(length, float(duration))
-    frames, _ = media.read_frames(str(path), fps=float(rate), start=start, duration=length)
+    frames, _, length = read_conditioning_frames(str(path), float(rate), size, float(start or 0.0), duration or None)
     return frames, float(rate), length
 
 

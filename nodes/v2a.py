@@ -26,16 +26,17 @@ START_INPUT = ("FLOAT", {"default": 0.0, "min": 0.0, "max": 86400.0, "step": 0.0
                          "tooltip": "Seconds into the video where the sound starts (with 'duration', a part of the clip)."})
 
 
-def _frames(images, video, fps, rate: float, start: float = 0.0, duration: float = 0.0):
+def _frames(images, video, fps, rate: float, start: float = 0.0, duration: float = 0.0, size=224):
     """``(frames (N, H, W, 3) uint8, their fps, duration or None)`` from either input, from ``start``.
 
-    A file-backed VIDEO (Load Video) is decoded at the model's conditioning ``rate`` only, so long
-    clips fit in memory; in-memory videos and IMAGE batches are used as they are.
+    A file-backed VIDEO (Load Video) is decoded keeping VTA-LDM's conditioning frames only, each
+    resized + centre-cropped to ``size`` as read (None: source resolution, for grounding and
+    overlays), so long clips fit in memory; in-memory videos and IMAGE batches are used as they are.
     """
     if video is not None:
         src = hostutil.video_source_path(video)
         if src is not None:
-            return hostutil.read_video_at_rate(src, rate, start, duration or None)
+            return hostutil.read_video_at_rate(src, rate, start, duration or None, size)
         parts = hostutil.video_parts(video)
         return hostutil.window_frames(parts.frames, parts.fps, start, duration), parts.fps, None
     if images is None:
@@ -72,7 +73,7 @@ class SynesthesiaGroundObjects:
         }
 
     def ground(self, vta, clip, grounder, prompt, fps, images=None, video=None, start=0.0, duration=0.0):
-        frames, rate, _ = _frames(images, video, fps, vta.config.frame_rate, start, duration)
+        frames, rate, _ = _frames(images, video, fps, vta.config.frame_rate, start, duration, size=None)
         host.check_interrupted()
         obj = _pipeline(vta, clip, grounder).ground(frames, rate, prompt)
         overlay, masks = hostutil.detections_overlay(obj.frames, obj.detections)

@@ -57,7 +57,8 @@ def test_exact_length_for_any_duration(pipe):
 
 
 def test_clip_preprocessing_is_vta_ldm_and_cached(pipe):
-    from synesthesia.core.clip import center_crop, resize_short_side
+    import numpy as np
+    from PIL import Image
 
     frames = _frames(4, seed=5)
     calls = []
@@ -70,9 +71,15 @@ def test_clip_preprocessing_is_vta_ldm_and_cached(pipe):
         pipe.clip.encode_pixels = orig
     assert len(calls) == 1 and torch.equal(emb, again)  # cached by content
     x = frames.permute(0, 3, 1, 2).float() / 255
-    px = center_crop(resize_short_side(x, pipe.clip.image_size).clamp(0, 1), pipe.clip.image_size)
+    s = pipe.clip.image_size  # VTA-LDM: PIL Resize(s, BICUBIC) of the short side, CenterCrop(s), ToTensor
+    w, h = frames.shape[2], frames.shape[1]
+    nw, nh = (int(s * w / h), s) if w > h else (s, int(s * h / w))
+    top, left = int(round((nh - s) / 2)), int(round((nw - s) / 2))
+    crops = [np.asarray(Image.fromarray(f.numpy()).resize((nw, nh), Image.BICUBIC).crop((left, top, left + s, top + s)))
+             for f in frames]
+    px = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 255
     with torch.no_grad():
-        assert torch.allclose(emb, orig(px), atol=1e-5)  # [0, 1] pixels, no CLIP mean/std
+        assert torch.equal(emb, orig(px))  # PIL's uint8 pixels / 255, no CLIP mean/std
         assert not torch.allclose(emb, pipe.clip.encode_images(x), atol=1e-3)
 
 

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 VIDEO_EXT = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
 AUDIO_OUT_EXT = (".wav", ".flac")
-MAX_FRAME_BYTES = 2 << 30  # conditioning frames kept in memory at full resolution up to this size
+MAX_FRAME_BYTES = 2 << 30  # Grounding DINO + SAM get full-size conditioning frames up to this size, else the 224 px crops
 DEFAULTS = {
     "denoiser": "vta-ldm-clip4clip-v-large",
     "clip": "clip-vit-large-patch14",
@@ -167,6 +167,8 @@ def cmd_foley(args) -> int:
     from .. import media
     from ..errors import InputError
     from ..progress import tqdm_callback
+    from ..v2a.frames import VTA_FRAME_SIZE, read_conditioning_frames
+    from ..v2a.grounding import ClipGrounder
     from ..v2a.pipeline import VideoToAudioPipeline
 
     jobs = list_jobs(args.input, args.prompt)
@@ -193,15 +195,19 @@ def cmd_foley(args) -> int:
         if out.exists() and not args.overwrite and batch:
             log.info("skipping %s: %s exists (--overwrite redoes it)", video, out)
             continue
-        info = media.probe(video)
-        if not info.has_video:
-            raise InputError(f"{video} has no video stream: foley needs a video")
-        size = None  # full resolution, as VTA-LDM resizes from the decoded frame...
-        if info.width and info.height and info.duration * rate * info.width * info.height * 3 > MAX_FRAME_BYTES:
-            size = 720  # ...unless the 2 fps frames of a long, large clip would not fit in memory
-            log.info("%s: reading frames at 720 px (short side) to bound memory", video)
-        frames, _ = media.read_frames(video, fps=rate, size=size)
-        result = pipe(frames, rate, prompt=prompt, negative_prompt=args.negative_prompt, duration=info.duration,
+        # VTA-LDM's frames (integer-fps rule), PIL-resized + centre-cropped to 224 as they are decoded, so
+        # memory holds the small crops only. Grounding DINO + SAM get those frames at source resolution
+        # instead (the pipeline crops them for CLIP, to the same pixels) unless they would not fit.
+        size = VTA_FRAME_SIZE
+        if prompt and pipe.grounder is not None and not isinstance(pipe.grounder, ClipGrounder):
+            info = media.probe(video)
+            if info.width and info.height and info.duration * rate * info.width * info.height * 3 > MAX_FRAME_BYTES:
+                log.warning("%s: grounding on the 224 px conditioning crops; full-size frames would take over %d GiB",
+                            video, MAX_FRAME_BYTES >> 30)
+            else:
+                size = None
+        frames, _, clip_seconds = read_conditioning_frames(video, rate, size)
+        result = pipe(frames, rate, prompt=prompt, negative_prompt=args.negative_prompt, duration=clip_seconds,
                       steps=args.steps, guidance=args.guidance, scheduler=args.scheduler, seed=args.seed + i,
                       callback=tqdm_callback(video.name) if not getattr(args, "quiet", False) else None)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -35,6 +35,7 @@ import torch
 from ..errors import InputError, ModelNotFoundError
 from ..progress import ProgressCallback
 from .denoiser import VTALDM
+from .frames import preprocess_frames, vta_frame_indices
 from .sampling import DEFAULT_GUIDANCE, DEFAULT_SCHEDULER, default_steps, scheduler_name
 from .windows import decode_windows, sample_windows
 
@@ -77,9 +78,22 @@ class MelLatents:
 
 
 def sample_frame_indices(n_frames: int, fps: float, rate: float) -> torch.Tensor:
-    """VTA-LDM's frame choice: every ``fps / rate``-th frame from the first, floored."""
-    idx = torch.floor(torch.arange(0, n_frames, fps / rate, dtype=torch.float64)).long()
-    return idx[idx < n_frames]
+    """VTA-LDM's frame choice for ``n_frames`` frames at ``fps``: ``floor(k * int(fps) / rate)`` below ``n_frames``.
+
+    The *integer* part of ``fps`` is VTA-LDM's (``int(CAP_PROP_FPS)``; at 29.97 fps every 14.5th
+    frame), see :mod:`.frames`; below 1 fps it raises. Frames already at the model's rate
+    (``fps == rate``, e.g. from :func:`.frames.read_conditioning_frames`) are all kept.
+    """
+    if float(fps) == float(rate):
+        return torch.arange(n_frames)
+    return vta_frame_indices(n_frames, float(fps), float(rate))
+
+
+def _select(frames: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``frames[idx]`` without the copy when ``idx`` keeps every frame in order."""
+    if idx.shape[0] == frames.shape[0] and torch.equal(idx, torch.arange(frames.shape[0])):
+        return frames
+    return frames[idx]
 
 
 def frames_to_float(frames: torch.Tensor) -> torch.Tensor:
@@ -96,24 +110,34 @@ def frames_to_uint8(frames: torch.Tensor) -> torch.Tensor:
 
 
 def clip_image_embeds(clip, frames: torch.Tensor, normalize: bool = False, batch_size: int = 32) -> torch.Tensor:
-    """CLIP ``image_embeds`` (F, D) float32 on the CPU of frames (F, H, W, 3).
+    """CLIP ``image_embeds`` (F, D) float32 on the CPU of frames (F, H, W, 3), ``batch_size`` at a time.
 
-    ``normalize=False`` is VTA-LDM's preprocessing: Resize(short side, bicubic) + CenterCrop +
-    ToTensor, WITHOUT CLIP's mean/std (its ``Normalize`` is commented out); True uses CLIP's own.
+    ``normalize=False`` is VTA-LDM's preprocessing, bit for bit: PIL bicubic Resize of the short
+    side + CenterCrop to ``clip.image_size`` (:func:`.frames.preprocess_frames`; frames already that
+    size pass as they are) and ``/ 255``, WITHOUT CLIP's mean/std (its ``Normalize`` is commented
+    out). True uses the CLIP's own preprocessing (``clip.encode_images``). Only one batch is ever
+    converted to float.
     """
-    from ..clip import center_crop, resize_short_side
-
-    x = frames_to_float(frames)
     outs = []
     with torch.no_grad():
-        for i in range(0, x.shape[0], batch_size):
-            chunk = x[i:i + batch_size]
+        for i in range(0, frames.shape[0], batch_size):
+            chunk = frames[i:i + batch_size]
             if normalize:
-                outs.append(clip.encode_images(chunk))
+                outs.append(clip.encode_images(frames_to_float(chunk)).float().cpu())
             else:
-                px = center_crop(resize_short_side(chunk, clip.image_size).clamp(0, 1), clip.image_size)
-                outs.append(clip.encode_pixels(px))
-    return torch.cat(outs).float().cpu()
+                px = preprocess_frames(chunk, clip.image_size).permute(0, 3, 1, 2).float().div_(255.0)
+                outs.append(clip.encode_pixels(px).float().cpu())
+    if not outs:
+        raise InputError("no conditioning frames to encode: the video is empty")
+    return torch.cat(outs)
+
+
+def frames_key(frames: torch.Tensor) -> str:
+    """Content hash of (N, H, W, 3) frames as uint8, one frame at a time (no whole-clip copy)."""
+    h = hashlib.blake2b(repr(tuple(frames.shape)).encode(), digest_size=16)
+    for f in frames:
+        h.update(frames_to_uint8(f).cpu().contiguous().numpy())
+    return h.hexdigest()
 
 
 def grounded_objects(clip, grounder, frames: torch.Tensor, nouns: list[str]):
@@ -219,7 +243,7 @@ class VideoToAudioPipeline:
 
     def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
         """CLIP ``image_embeds`` (F, D) of conditioning frames (F, H, W, 3), cached by content."""
-        key = hashlib.blake2b(frames_to_uint8(frames).cpu().contiguous().numpy().tobytes(), digest_size=16).hexdigest()
+        key = frames_key(frames)
         if key in self._embeds:
             self._embeds.move_to_end(key)
             return self._embeds[key]
@@ -275,7 +299,7 @@ class VideoToAudioPipeline:
         if not nouns:
             raise InputError(f"no object nouns found in the prompt {prompt!r}: name the objects that sound, e.g. 'dog, car'")
         idx = sample_frame_indices(frames.shape[0], float(fps), self.denoiser.config.frame_rate)
-        cond = frames_to_uint8(frames[idx])
+        cond = frames_to_uint8(_select(frames, idx))
         embeds, detections = self.object_embeddings(cond, list(nouns))
         return ObjectConditions(tuple(nouns), embeds, detections, idx, cond)
 
@@ -307,7 +331,7 @@ class VideoToAudioPipeline:
             raise InputError(f"the objects were grounded on {object_embeds.shape[0]} conditioning frames but this clip has "
                              f"{idx.shape[0]}: ground the same frames at the same fps")
         # 3. CLIP image embeds (cached per clip)
-        video_embeds = self.encode_frames(frames[idx])
+        video_embeds = self.encode_frames(_select(frames, idx))
         if callback is not None:
             callback(0, steps, {"stage": "conditions"})
         negative_embeds = self.negative_embeddings(idx.shape[0], negative_nouns) if negative_nouns else None

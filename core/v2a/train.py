@@ -105,12 +105,14 @@ def clip_features(video: Path, caption: str, *, clip, vae, mel_config, denoiser_
     """Frozen features of one clip: V (F, D), O (F, D) and the VAE posterior (C, T, F)."""
     from .. import media
     from ..mel import fit_frames, log_mel
+    from .frames import VTA_FRAME_SIZE, read_conditioning_frames
     from .pipeline import clip_image_embeds, grounded_objects
     from .tagger import extract_nouns
 
     cfg = denoiser_config
     duration = cfg.duration
-    frames, _ = media.read_frames(video, fps=cfg.frame_rate, duration=duration)  # (F, H, W, 3) uint8
+    # VTA-LDM's frames of the first `duration` seconds, 224 px crops (see .frames)
+    frames, _, _ = read_conditioning_frames(video, cfg.frame_rate, VTA_FRAME_SIZE, duration=duration)  # (F, S, S, 3) uint8
     frames = frames[: max(1, int(math.floor(cfg.frame_rate * duration + 1e-6)))]
     wav, _ = media.read_audio(video, sample_rate=mel_config.sample_rate, mono=True, duration=duration)
     n = int(round(duration * mel_config.sample_rate))
