@@ -36,8 +36,8 @@ def vta_ldm_indices(n_frames: int, fps: float, frame_rate: float = 2.0) -> list[
     return out
 
 
-def cv2_vta_ldm_indices(path) -> list[int]:
-    """What a cv2 reader following VTA-LDM's load_video(frame_rate=2) reads, decoded back to source indices."""
+def cv2_vta_ldm_frames(path) -> list[np.ndarray]:
+    """The RGB frames a cv2 reader following VTA-LDM's load_video(frame_rate=2) reads (before its resize)."""
     cv2 = pytest.importorskip("cv2")
     cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
     count, fps = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), int(cap.get(cv2.CAP_PROP_FPS))
@@ -47,7 +47,7 @@ def cv2_vta_ldm_indices(path) -> list[int]:
         ok, frame = cap.read()
         if not ok:
             break
-        got.append(frame_index(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)))
+        got.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
     cap.release()
     return got
 
@@ -88,9 +88,13 @@ def test_reader_picks_vta_ldm_frames(clip):
 
 
 def test_reader_matches_a_cv2_load_video(clip):
+    """Same frames as VTA-LDM's OpenCV reader, and (both decode with FFmpeg + libswscale) the same pixels."""
     path, n, fps = clip
-    ours = [frame_index(f) for f in read_conditioning_frames(path, 2.0, None)[0]]
-    assert ours == cv2_vta_ldm_indices(path)
+    ours, _, _ = read_conditioning_frames(path, 2.0, 224)
+    ref = cv2_vta_ldm_frames(path)
+    assert [frame_index(f) for f in ours] == [frame_index(f) for f in ref] == vta_ldm_indices(n, fps)
+    for mine, theirs in zip(ours, ref):
+        assert np.array_equal(mine.numpy(), pil_reference(theirs, 224))
 
 
 def test_source_size_frames_then_preprocess_equal_the_streamed_crops(clip):
@@ -144,3 +148,39 @@ def test_below_one_fps_has_no_vta_ldm_frames():
         sample_frame_indices(10, 0.5, 2.0)
     assert sample_frame_indices(5, 1.0, 2.0).tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]  # VTA-LDM reads each twice
     assert sample_frame_indices(7, 2.0, 2.0).tolist() == list(range(7))  # already at the model's rate
+
+
+def test_pipeline_feeds_clip_the_same_pixels_from_every_frame_source(clip, tmp_path):
+    """All frames of the clip at its own fps (an IMAGE batch), the streamed 224 px crops (foley, VTA Diffuse)
+    and the chosen frames at source size (Ground Objects, Grounding DINO): CLIP gets VTA-LDM's crops / 255
+    in all three. Plumbing for the denoiser (random weights); the pixels are the point."""
+    from tiny_vta import make_tiny_pipeline
+
+    from synesthesia.core import media
+
+    path, n, fps = clip
+    pipe = make_tiny_pipeline(tmp_path)
+
+    class Recorder:  # the two members clip_image_embeds uses, at VTA-LDM's 224 px
+        image_size, dim = 224, pipe.clip.dim
+
+        def __init__(self):
+            self.px = []
+
+        def encode_pixels(self, px):
+            self.px.append(px)
+            return torch.zeros(px.shape[0], self.dim)
+
+    crops, _, seconds = read_conditioning_frames(path, 2.0, 224)
+    full, _, _ = read_conditioning_frames(path, 2.0, None)
+    everything, _ = media.read_frames(path)
+    expect = crops.permute(0, 3, 1, 2).float() / 255
+    for frames, rate in ((everything, fps), (crops, 2.0)):
+        pipe.clip = rec = Recorder()
+        pipe.diffuse(frames, rate, duration=seconds, steps=1, scheduler="ddim", seed=0)
+        assert torch.equal(torch.cat(rec.px), expect)
+    # the chosen frames at source size are the IMAGE batch's choice to the byte: CLIP's cache answers
+    assert torch.equal(full, everything[sample_frame_indices(n, fps, 2.0)])
+    pipe.clip = rec = Recorder()
+    pipe.diffuse(full, 2.0, duration=seconds, steps=1, scheduler="ddim", seed=0)
+    assert rec.px == []

@@ -196,11 +196,14 @@ def cmd_foley(args) -> int:
             log.info("skipping %s: %s exists (--overwrite redoes it)", video, out)
             continue
         # VTA-LDM's frames (integer-fps rule), PIL-resized + centre-cropped to 224 as they are decoded, so
-        # memory holds the small crops only. Grounding DINO + SAM get those frames at source resolution
-        # instead (the pipeline crops them for CLIP, to the same pixels) unless they would not fit.
+        # memory holds the small crops only. They are kept at source resolution instead (the pipeline
+        # crops each CLIP batch, to the same pixels) when the source is smaller than the crops, and for
+        # Grounding DINO + SAM unless they would not fit.
+        info = media.probe(video)
         size = VTA_FRAME_SIZE
-        if prompt and pipe.grounder is not None and not isinstance(pipe.grounder, ClipGrounder):
-            info = media.probe(video)
+        if info.width and info.height and info.width * info.height <= VTA_FRAME_SIZE ** 2:
+            size = None
+        elif prompt and pipe.grounder is not None and not isinstance(pipe.grounder, ClipGrounder):
             if info.width and info.height and info.duration * rate * info.width * info.height * 3 > MAX_FRAME_BYTES:
                 log.warning("%s: grounding on the 224 px conditioning crops; full-size frames would take over %d GiB",
                             video, MAX_FRAME_BYTES >> 30)
