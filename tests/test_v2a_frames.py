@@ -127,8 +127,9 @@ def test_window_is_the_clip_cut_at_frame_boundaries(clip):
     assert [frame_index(f) for f in window[idx]] == expect
 
 
-@pytest.mark.parametrize("w,h", [(320, 240), (240, 320), (333, 187), (301, 224), (97, 131)],
-                         ids=["landscape", "portrait", "non-integer-aspect", "short-side-at-size", "upscale"])
+@pytest.mark.parametrize("w,h", [(320, 240), (240, 320), (333, 187), (401, 300), (299, 224), (97, 131)],
+                         ids=["landscape", "portrait", "non-integer-aspect", "half-pixel-offset", "short-side-at-size",
+                              "upscale"])  # 401x300 -> 299x224 and 299x224: crop offset round(37.5) = 38, not 37
 def test_resize_crop_is_pil_bicubic_with_torchvision_rules(w, h):
     g = np.random.default_rng(w * 1000 + h)
     base = g.integers(0, 256, (h // 4 + 1, w // 4 + 1, 3), dtype=np.uint8)  # smooth-ish content + noise

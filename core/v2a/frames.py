@@ -130,8 +130,8 @@ def read_conditioning_frames(path, rate: float = VTA_FRAME_RATE, size: Optional[
                              start: float = 0.0, duration: Optional[float] = None):
     """VTA-LDM's conditioning frames of a video file, streamed.
 
-    Returns ``(frames (F, size, size, 3) uint8, timestamps (F,) float64 seconds of the source,
-    clip_duration seconds)``. Decodes at the native rate and size, keeps only the frames VTA-LDM
+    Returns ``(frames (F, size, size, 3) uint8 (source size with ``size=None``), timestamps (F,)
+    float64 seconds of the source, clip_duration seconds)``. Decodes at the native rate and size, keeps only the frames VTA-LDM
     reads (see the module docstring; ``start``/``duration`` select a window) and resizes + crops
     each as it arrives, so memory holds the small crops only. ``size=None`` keeps the selected
     frames at source resolution (for a grounder that wants them; :func:`preprocess_frames` gives
@@ -140,6 +140,8 @@ def read_conditioning_frames(path, rate: float = VTA_FRAME_RATE, size: Optional[
     """
     from .. import media
 
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+        raise InputError(f"size must be a positive number of pixels or None (source size), got {size!r}")
     info = media.probe(path)
     if not info.has_video:
         raise InputError(f"{path} has no video stream: foley needs a video")
