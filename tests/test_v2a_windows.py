@@ -45,6 +45,8 @@ def test_window_frames_follow_the_window_times():
     sl = W.window_frames(plan, 25.0, 2.0, 8)
     assert [(s.start, s.stop) for s in sl] == [(0, 2), (2, 4), (4, 6), (6, 8)]
     assert W.window_frames(W.plan_windows(10, 32, 8), 25.0, 2.0, 1) == [slice(0, 1)]
+    # one window: every frame the reader picked, as VTA-LDM (22 frames for 10.24 s at 29.97 fps)
+    assert W.window_frames(W.plan_windows(256, 256, 32), 25.0, 2.0, 22) == [slice(0, 22)]
 
 
 def test_multidiffusion_averages_overlapping_predictions_and_batching_is_invisible():

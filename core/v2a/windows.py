@@ -56,9 +56,15 @@ def plan_windows(n_latent: int, window: int, overlap: int) -> WindowPlan:
 
 def window_frames(plan: WindowPlan, latent_rate: float, frame_rate: float, n_frames: int) -> list[slice]:
     """For each window, the slice of conditioning frames (sampled at ``frame_rate`` from t=0)
-    whose timestamps fall inside the window, at most ``frame_rate * window duration`` of them."""
+    whose timestamps fall inside the window, at most ``frame_rate * window duration`` of them.
+
+    A clip that fits in one window gets all its frames, as VTA-LDM feeds every frame its reader
+    picks (at 29.97 fps its integer-fps rule picks 21-22 frames for 10-10.24 s, not 20).
+    """
     if n_frames < 1:
         raise InputError("no conditioning frames: the video is empty")
+    if len(plan.starts) == 1:
+        return [slice(0, n_frames)]
     per_window = max(1, int(math.floor(frame_rate * plan.window / latent_rate + 1e-6)))
     out = []
     for s in plan.starts:
