@@ -25,7 +25,7 @@ def main():
     scene = bpy.context.scene
     scene.render.fps, scene.render.fps_base = args.get("scene_fps", 24), 1.0
     editor = scene.sequence_editor_create()
-    strips = getattr(editor, "strips", None) or editor.sequences
+    strips = editor.strips if hasattr(editor, "strips") else editor.sequences  # 4.4+ / 4.2-4.3
     movie = strips.new_movie("clip", args["movie"], 2, 10)
     movie.frame_offset_start = args.get("offset", 0)
     # Something already on channel 3 where the sound would go: it must land on channel 4.
@@ -63,7 +63,7 @@ def main():
             result["ret"] = sorted(op("EXEC_DEFAULT", timeout=args.get("timeout", 300)))
         except RuntimeError as e:  # an operator that reports an error raises in scripted calls
             result["ret"], result["error"] = ["CANCELLED"], str(e).strip()
-        sounds = [s for s in (getattr(editor, "strips_all", None) or editor.sequences_all) if s.type == "SOUND"]
+        sounds = [s for s in (editor.strips_all if hasattr(editor, "strips_all") else editor.sequences_all) if s.type == "SOUND"]
         result["sounds"] = [{"channel": s.channel, "frame_start": s.frame_final_start, "frame_end": s.frame_final_end,
                              "path": bpy.path.abspath(s.sound.filepath)} for s in sounds]
         result["status"] = scene.synesthesia.status

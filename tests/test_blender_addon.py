@@ -29,19 +29,27 @@ from synesthesia.core.worker import Worker
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _bpy_python() -> str | None:
+def _bpy_pythons() -> list[str]:
+    """Pythons with the bpy module: ``$SYNESTHESIA_BPY_PYTHON`` (several joined with os.pathsep,
+    e.g. Blender 4.5 and 5.0), else this Python if it imports bpy."""
     env = os.environ.get("SYNESTHESIA_BPY_PYTHON")
     if env:
-        return env
+        return [p for p in env.split(os.pathsep) if p]
     try:
-        import bpy  # noqa: F401
+        import bpy  # noqa: F401  (only whether it imports)
     except ImportError:
-        return None
-    return sys.executable
+        return []
+    return [sys.executable]
 
 
-BPY = _bpy_python()
-needs_bpy = pytest.mark.skipif(BPY is None, reason="no bpy: set SYNESTHESIA_BPY_PYTHON to a Python with `pip install bpy` (.ci/run does)")
+BPYS = _bpy_pythons()
+needs_bpy = pytest.mark.skipif(not BPYS, reason="no bpy: set SYNESTHESIA_BPY_PYTHON to a Python with `pip install bpy` (.ci/run does)")
+
+
+@pytest.fixture(params=BPYS or [None], ids=lambda p: Path(p).parent.parent.name if p else "none")
+def bpy_python(request):
+    """Each Blender build under test (the venv's folder name is the test id)."""
+    return request.param
 
 
 def _movie(path: Path, n_frames=48, fps=24):
@@ -223,10 +231,10 @@ def test_addon_zip_is_an_extension_package(addon_zip):
     assert not any("__pycache__" in n for n in names)
 
 
-def _drive(scenario, addon_zip, tmp_path, **args):
+def _drive(bpy_python, scenario, addon_zip, tmp_path, **args):
     args["addon_zip"] = str(addon_zip)
     env = dict(os.environ, HOME=str(tmp_path / "blender_home"))  # Blender's user folders: throwaway
-    proc = subprocess.run([BPY, str(ROOT / "tests" / "bpy_driver.py"), scenario, json.dumps(args)],
+    proc = subprocess.run([bpy_python, str(ROOT / "tests" / "bpy_driver.py"), scenario, json.dumps(args)],
                           capture_output=True, text=True, timeout=600, env=env)
     lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, proc.stdout[-2000:] + proc.stderr[-2000:]
@@ -234,10 +242,10 @@ def _drive(scenario, addon_zip, tmp_path, **args):
 
 
 @needs_bpy
-def test_addon_registers_polls_on_selection_and_lays_the_sound_strip(addon_zip, tmp_path):
+def test_addon_registers_polls_on_selection_and_lays_the_sound_strip(bpy_python, addon_zip, tmp_path):
     movie = _movie(tmp_path / "clip.mp4")
     wav = _wav(tmp_path / "s.wav", seconds=1.75)
-    r = _drive("place", addon_zip, tmp_path, movie=str(movie), out_dir=str(tmp_path), wav=str(wav), offset=6)
+    r = _drive(bpy_python, "place", addon_zip, tmp_path, movie=str(movie), out_dir=str(tmp_path), wav=str(wav), offset=6)
     assert r["poll_unselected"] is False and r["poll_selected"] is True
     assert r["snap"]["start"] == pytest.approx(0.25) and r["snap"]["duration"] == pytest.approx(1.75)
     # Movie placed at frame 10 with 6 frames trimmed: visible from 16; sound goes above it, same start.
@@ -245,20 +253,20 @@ def test_addon_registers_polls_on_selection_and_lays_the_sound_strip(addon_zip, 
 
 
 @needs_bpy
-def test_generate_reports_a_missing_worker_python_and_leaves_nothing(addon_zip, tmp_path):
+def test_generate_reports_a_missing_worker_python_and_leaves_nothing(bpy_python, addon_zip, tmp_path):
     movie = _movie(tmp_path / "clip.mp4")
-    r = _drive("generate", addon_zip, tmp_path, movie=str(movie), out_dir=str(tmp_path / "out"), python=str(tmp_path / "no-python"))
+    r = _drive(bpy_python, "generate", addon_zip, tmp_path, movie=str(movie), out_dir=str(tmp_path / "out"), python=str(tmp_path / "no-python"))
     assert r["ret"] == ["CANCELLED"] and r["sounds"] == [] and r["running"] is False
     assert "no-python" in r["error"] and "preferences" in r["error"]
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
 @needs_bpy
-def test_generate_sound_in_blender_lays_generated_foley_under_the_trimmed_strip(addon_zip, foley_env, tmp_path):
+def test_generate_sound_in_blender_lays_generated_foley_under_the_trimmed_strip(bpy_python, addon_zip, foley_env, tmp_path):
     """Real Blender + the real worker (this Python) + the shipped workflow on tiny models (plumbing)."""
     import wave as wavmod
 
-    r = _drive("generate", addon_zip, tmp_path, movie=str(foley_env / "clip.mp4"), out_dir=str(tmp_path / "foley"), python=sys.executable,
+    r = _drive(bpy_python, "generate", addon_zip, tmp_path, movie=str(foley_env / "clip.mp4"), out_dir=str(tmp_path / "foley"), python=sys.executable,
                models_dir=str(foley_env / "models"), offset=6, scene_fps=10, steps=2)
     assert r["ret"] == ["FINISHED"], r
     assert r["running"] is False and r["status"] == "Added 1 sound strip"
