@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .errors import InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 DTYPES = {"fp32": "float32", "float32": "float32", "fp16": "float16", "float16": "float16",
           "bf16": "bfloat16", "bfloat16": "bfloat16"}
@@ -51,3 +56,13 @@ def select_dtype(name: str | None, device) -> "torch.dtype":
     if dtype == torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise InputError("this GPU does not support bf16: use --dtype fp16")
     return dtype
+
+
+def resolve_device_dtype(device=None, dtype=None):
+    """``(torch.device, torch.dtype)`` for a loader's arguments: None is CPU float32; a string goes
+    through :func:`select_device` / :func:`select_dtype`; torch objects pass through."""
+    import torch
+
+    dev = torch.device("cpu") if device is None else (select_device(device) if isinstance(device, str) else torch.device(device))
+    dt = torch.float32 if dtype is None else (select_dtype(dtype, dev) if isinstance(dtype, str) else dtype)
+    return dev, dt

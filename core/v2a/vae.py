@@ -179,14 +179,13 @@ def _load_uncached(path: Path) -> MelVAE:
 def load_mel_vae(path: str | os.PathLike, device=None, dtype=None) -> MelVAE:
     """Load (once per process) AudioLDM's mel VAE from a diffusers folder, the original ``.ckpt``,
     or our folder; CPU float32 unless ``device``/``dtype`` say otherwise."""
-    from ..device import select_device, select_dtype
+    from ..device import resolve_device_dtype
 
     path = Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"mel VAE {path} does not exist: download cvssp/audioldm-s-full-v2 (vae/) or "
                                 "audioldm-s-full.ckpt")
-    dev = torch.device("cpu") if device is None else (select_device(device) if isinstance(device, str) else torch.device(device))
-    dt = torch.float32 if dtype is None else (select_dtype(dtype, dev) if isinstance(dtype, str) else dtype)
+    dev, dt = resolve_device_dtype(device, dtype)
     key = cache.cache_key(path.resolve(), KIND, dt, dev)
     return cache.get_or_load(key, lambda: _load_uncached(path).to(dev, dt))
 

@@ -286,14 +286,13 @@ def _load_uncached(path: Path) -> Vocoder:
 
 def load_vocoder(path: str | os.PathLike, device=None, dtype=None) -> Vocoder:
     """Load (once per process) a HiFi-GAN vocoder from any accepted format; CPU float32 by default."""
-    from ..device import select_device, select_dtype
+    from ..device import resolve_device_dtype
 
     path = Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"vocoder {path} does not exist: download cvssp/audioldm-s-full-v2 (vocoder/), "
                                 "a HiFi-GAN generator, or use the Griffin-Lim vocoder")
-    dev = torch.device("cpu") if device is None else (select_device(device) if isinstance(device, str) else torch.device(device))
-    dt = torch.float32 if dtype is None else (select_dtype(dtype, dev) if isinstance(dtype, str) else dtype)
+    dev, dt = resolve_device_dtype(device, dtype)
     key = cache.cache_key(path.resolve(), KIND, dt, dev)
     return cache.get_or_load(key, lambda: _load_uncached(path).to(dev, dt))
 
