@@ -45,3 +45,15 @@ def clear() -> int:
 def size() -> int:
     with _lock:
         return len(_models)
+
+
+def load_to(path: Any, tag: Any, device: Any, dtype: Any, loader: Callable[[], Any]) -> Any:
+    """The common loader tail: resolve ``device``/``dtype`` (None: CPU float32), then return the
+    model ``loader()`` builds, moved there, cached under (resolved path, ``tag``, dtype, device)."""
+    from pathlib import Path
+
+    from .device import resolve_device_dtype
+
+    dev, dt = resolve_device_dtype(device, dtype)
+    key = cache_key(Path(path).resolve(), tag, dt, dev)
+    return get_or_load(key, lambda: loader().to(dev, dt))

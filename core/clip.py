@@ -219,15 +219,11 @@ def load_clip(path: str | os.PathLike, device=None, dtype=None, *, hidden_act: s
     default CPU float32. ``hidden_act`` overrides the activation guessed for single files
     (``quick_gelu`` for OpenAI models up to ViT-L width, ``gelu`` for the wider LAION ViT-H/G).
     """
-    from .device import resolve_device_dtype
-
     path = Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"CLIP model {path} does not exist: give a Hugging Face CLIP folder or a "
                                 "ComfyUI models/clip_vision .safetensors file")
-    dev, dt = resolve_device_dtype(device, dtype)
-    key = cache.cache_key(path.resolve(), ("clip", hidden_act), dt, dev)
-    return cache.get_or_load(key, lambda: _load_uncached(path, hidden_act).to(dev, dt))
+    return cache.load_to(path, ("clip", hidden_act), device, dtype, lambda: _load_uncached(path, hidden_act))
 
 
 def _load_uncached(path: Path, hidden_act: str | None) -> ClipEncoder:

@@ -179,15 +179,11 @@ def _load_uncached(path: Path) -> MelVAE:
 def load_mel_vae(path: str | os.PathLike, device=None, dtype=None) -> MelVAE:
     """Load (once per process) AudioLDM's mel VAE from a diffusers folder, the original ``.ckpt``,
     or our folder; CPU float32 unless ``device``/``dtype`` say otherwise."""
-    from ..device import resolve_device_dtype
-
     path = Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"mel VAE {path} does not exist: download cvssp/audioldm-s-full-v2 (vae/) or "
                                 "audioldm-s-full.ckpt")
-    dev, dt = resolve_device_dtype(device, dtype)
-    key = cache.cache_key(path.resolve(), KIND, dt, dev)
-    return cache.get_or_load(key, lambda: _load_uncached(path).to(dev, dt))
+    return cache.load_to(path, KIND, device, dtype, lambda: _load_uncached(path))
 
 
 def convert_audioldm_vae(src: Path, dst: Path, **_: Any) -> Path:

@@ -286,15 +286,11 @@ def _load_uncached(path: Path) -> Vocoder:
 
 def load_vocoder(path: str | os.PathLike, device=None, dtype=None) -> Vocoder:
     """Load (once per process) a HiFi-GAN vocoder from any accepted format; CPU float32 by default."""
-    from ..device import resolve_device_dtype
-
     path = Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"vocoder {path} does not exist: download cvssp/audioldm-s-full-v2 (vocoder/), "
                                 "a HiFi-GAN generator, or use the Griffin-Lim vocoder")
-    dev, dt = resolve_device_dtype(device, dtype)
-    key = cache.cache_key(path.resolve(), KIND, dt, dev)
-    return cache.get_or_load(key, lambda: _load_uncached(path).to(dev, dt))
+    return cache.load_to(path, KIND, device, dtype, lambda: _load_uncached(path))
 
 
 def convert_vocoder(src: Path, dst: Path, **_: Any) -> Path:
