@@ -1,7 +1,9 @@
 """The ``synesthesia`` command line: both pipelines, training and evaluation, headless.
 
 Each group of subcommands lives in a module under ``core/commands`` that exposes
-``register(subparsers)``; a subcommand sets ``func(args) -> int``. Bad input exits 2 with a
+``register(subparsers)``; a subcommand sets ``func(args) -> int``. Hosts add their own groups as
+extra ``register`` callables: the ``synesthesia`` entry point (:mod:`synesthesia.cli`) adds the
+ones that run ComfyUI nodes headless and package the Blender add-on. Bad input exits 2 with a
 one-line message (``--debug`` shows the traceback); success exits 0.
 """
 
@@ -11,7 +13,7 @@ import argparse
 import importlib
 import logging
 import sys
-from typing import Sequence
+from typing import Callable, Sequence
 
 from .errors import SynesthesiaError
 
@@ -20,14 +22,16 @@ COMMAND_MODULES = (
     "basic",  # info, models, download
     "convert",  # convert foreign checkpoints to safetensors + config.json
     "s2v",  # animate, train-s2v, eval-s2v: sound -> video
-    "worker",  # JSON-lines worker for the Blender add-on
-    "workflow",  # run-workflow: ComfyUI workflows without ComfyUI
     "v2a",  # foley, train-v2a: video -> audio
     "v2a_eval",  # eval-v2a: FD, FAD, KL, AV-Align of generated Foley
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+Registrar = Callable[[argparse._SubParsersAction], None]
+
+
+def build_parser(extra: Sequence[Registrar] = ()) -> argparse.ArgumentParser:
+    """The parser with core's subcommands, then those each of ``extra`` adds."""
     from .. import __version__
 
     parser = argparse.ArgumentParser(
@@ -41,11 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMAND_MODULES:
         module = importlib.import_module(f".commands.{name}", __package__)
         module.register(sub)
+    for register in extra:
+        register(sub)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None, extra: Sequence[Registrar] = ()) -> int:
+    parser = build_parser(extra)
     args = parser.parse_args(argv)
     level = logging.DEBUG if args.debug else (logging.WARNING if args.quiet else logging.INFO)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")

@@ -24,7 +24,7 @@ import pytest
 
 from synesthesia.blender_addon import jobs
 from synesthesia.core.errors import InputError
-from synesthesia.core.worker import Worker
+from synesthesia.nodes.worker import Worker
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -186,7 +186,7 @@ def foley_env(tmp_path_factory):
 def test_foley_job_generates_the_strip_window_with_the_shipped_workflow(foley_env, tmp_path):
     """Plumbing on random weights: the shipped video_to_foley workflow runs for a window of the clip."""
     from synesthesia.core import media
-    from synesthesia.core.worker import run_foley_job
+    from synesthesia.nodes.worker import run_foley_job
 
     steps = []
     out = tmp_path / "clip.foley.wav"
@@ -202,7 +202,7 @@ def test_foley_job_generates_the_strip_window_with_the_shipped_workflow(foley_en
 
 
 def test_foley_job_errors_name_the_file_and_leave_nothing(foley_env, tmp_path):
-    from synesthesia.core.worker import run_foley_job
+    from synesthesia.nodes.worker import run_foley_job
 
     with pytest.raises(InputError, match="missing.mp4"):
         run_foley_job({"video": str(tmp_path / "missing.mp4"), "out": str(tmp_path / "a.wav")}, None)

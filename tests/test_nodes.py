@@ -164,7 +164,7 @@ def test_load_audio_file_window_resample_mono(media_dir):
 
 
 def test_load_audio_path_and_video_track(media_dir):
-    from synesthesia.core.workflow import ComponentsVideo, FileVideo
+    from synesthesia.nodes.workflow import ComponentsVideo, FileVideo
     from synesthesia.core import hostutil
     from synesthesia.nodes.audio import SynesthesiaLoadAudio
 

@@ -86,7 +86,7 @@ def test_foley_chain_equals_pipeline(models):
 
 
 def test_video_input_progress_and_cancel(models, tmp_path):
-    from synesthesia.core.workflow import ComponentsVideo
+    from synesthesia.nodes.workflow import ComponentsVideo
     from synesthesia.nodes.v2a import SynesthesiaVTADiffuse
 
     vta, clip, *_ = models
@@ -125,7 +125,7 @@ def test_file_video_is_decoded_at_the_conditioning_rate(models, tmp_path):
     lasts as long as the file."""
     from media_fixtures import write_video_file
 
-    from synesthesia.core.workflow import FileVideo
+    from synesthesia.nodes.workflow import FileVideo
     from synesthesia.nodes.v2a import SynesthesiaGroundObjects, SynesthesiaVTADiffuse
 
     vta, clip, vae, voc, grounder = models

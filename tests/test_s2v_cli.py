@@ -65,7 +65,7 @@ def test_animate_writes_video_with_the_sound(assets, tmp_path):
 
 def _main(capsys, *args):
     """The real argument parser and error handling, in this process (faster than a subprocess)."""
-    from synesthesia.core.cli import main
+    from synesthesia.cli import main
 
     code = main([str(a) for a in args])
     return code, capsys.readouterr()

@@ -13,7 +13,7 @@ from media_fixtures import sine, write_audio_file, write_video_file
 from test_nodes_models import build_models_root
 from test_nodes_v2a import build_v2a_models
 
-from synesthesia.core import workflow as W
+from synesthesia.nodes import workflow as W
 from synesthesia.core.errors import Cancelled, InputError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,7 +104,7 @@ def test_cancel_stops_the_run(env, tmp_path):
 
 
 def test_cli_run_workflow(env, tmp_path, capsys):
-    from synesthesia.core.cli import main
+    from synesthesia.cli import main
 
     rc = main(["-q", "run-workflow", str(WF / "sound_to_video_api.json"), "--models", str(env / "models"),
                "--input-dir", str(env / "input"), "-o", str(tmp_path), "--set", "5.duration=0.5", "--set", "5.fps=8"])

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from synesthesia.core import workflow as W
+from synesthesia.nodes import workflow as W
 from synesthesia.nodes import NODE_CLASS_MAPPINGS as OURS
 
 ROOT = Path(__file__).resolve().parents[1]

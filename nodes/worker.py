@@ -32,7 +32,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Mapping, TextIO
 
-from .errors import Cancelled, SynesthesiaError
+from ..core.errors import Cancelled, SynesthesiaError
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +76,8 @@ def run_foley_job(job: Mapping[str, Any], callback) -> dict:
     """
     import tempfile
 
-    from . import hostutil, media
-    from .errors import InputError
+    from ..core import hostutil, media
+    from ..core.errors import InputError
     from .workflow import load_workflow, run_workflow
 
     video, out = Path(str(job.get("video", ""))), Path(str(job.get("out", "")))

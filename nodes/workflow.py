@@ -24,9 +24,9 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from . import hostutil
-from .errors import InputError
-from .progress import ProgressCallback
+from ..core import hostutil
+from ..core.errors import InputError
+from ..core.progress import ProgressCallback
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class FileVideo:
         return self.path
 
     def get_components(self):
-        from . import media
+        from ..core import media
 
         info = media.probe(self.path)
         frames, _ = media.read_frames(self.path)
@@ -68,7 +68,7 @@ class FileVideo:
         return _Components(hostutil.frames_to_host(frames), Fraction(info.fps).limit_denominator(1001), audio)
 
     def get_dimensions(self) -> tuple[int, int]:
-        from . import media
+        from ..core import media
 
         info = media.probe(self.path)
         return int(info.width), int(info.height)
@@ -124,7 +124,7 @@ class _LoadAudio:
         return {"required": {"audio": ("STRING", {})}}
 
     def run(self, audio):
-        from . import media
+        from ..core import media
 
         w, sr = media.read_audio(str(hostutil.headless_input_path(audio)))
         return (hostutil.audio_to_host(w, sr),)
@@ -141,7 +141,7 @@ class _SaveAudio:
         return {"required": {"audio": ("AUDIO",), "filename_prefix": ("STRING", {"default": cls.DEFAULT_PREFIX})}}
 
     def run(self, audio, filename_prefix=None):
-        from . import media
+        from ..core import media
 
         wave = audio["waveform"]
         files = []
@@ -213,7 +213,7 @@ class _SaveVideo:
                              "codec": (["auto", "h264"], {"default": "auto"})}}
 
     def run(self, video, filename_prefix="video/ComfyUI", format="auto", codec="auto"):
-        from . import media
+        from ..core import media
 
         path = _save_path("output", filename_prefix, "mp4")
         c = video.get_components()
@@ -270,7 +270,7 @@ CORE_NODES: dict[str, type] = {
 
 def default_node_classes() -> dict[str, type]:
     """This pack's nodes plus the core nodes the runner implements."""
-    from ..nodes import NODE_CLASS_MAPPINGS
+    from . import NODE_CLASS_MAPPINGS
 
     return {**CORE_NODES, **NODE_CLASS_MAPPINGS}
 
