@@ -17,7 +17,11 @@ A missing model raises :class:`~.errors.ModelNotFoundError` naming the file, eve
 searched and the ``synesthesia download NAME`` command. :func:`download` fetches over HTTP(S)
 with ``urllib``, resumes a ``.part`` file with a ``Range`` request, verifies the sha256 (or, where
 the manifest has no published hash, the size and any hash prefix in the file name) and only then
-renames the file into place.
+renames the file into place. One download of a model runs at a time: a lock file beside the
+target (``<target>.lock``, created with ``O_EXCL``, holding the holder's pid and host) makes a second
+run wait for the first and then find the model installed; a lock left by a process that is gone
+is taken over. Archives (``unpack: zip``) are unpacked with a cap on the unpacked size and the
+compression ratio, into a temporary folder that is moved into place only when complete.
 """
 
 from __future__ import annotations
@@ -26,7 +30,11 @@ import hashlib
 import json
 import logging
 import os
+import secrets
+import shutil
+import socket
 import sys
+import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +52,11 @@ BUNDLED_DIR = MANIFEST_PATH.parent
 ENV_MODELS = "SYNESTHESIA_MODELS"
 CHUNK = 1 << 20  # bytes per read while downloading
 USER_AGENT = "synesthesia-model-store/1 (+urllib)"
+LOCK_SUFFIX = ".lock"  # beside the model's file or folder while a download of it runs
+LOCK_POLL = 0.25  # seconds between looks at another process's lock
+MAX_UNPACKED = 8 << 30  # bytes an archive may unpack to when the manifest gives no unpacked_size
+MAX_RATIO = 100  # unpacked bytes per archive byte (text weights compress 3-10x; a zip bomb ~1000x)
+MAX_MEMBERS = 100_000  # files in one archive
 
 
 class DownloadError(SynesthesiaError):
@@ -59,6 +72,7 @@ class ModelFile:
     sha256: Optional[str]  # published sha256 (lower-case hex), None when unknown
     size: Optional[int]  # size in bytes, None when unknown
     sha256_prefix: Optional[str] = None  # leading hex digits of the sha256 (torch-hub file names)
+    unpacked_size: Optional[int] = None  # archives: total bytes of the unpacked files, None when unknown
 
 
 @dataclass(frozen=True)
@@ -106,7 +120,7 @@ def _entry_from_dict(d: dict) -> ModelEntry:
         files = tuple(
             ModelFile(
                 path=f["path"], url=f.get("url"), sha256=(f.get("sha256") or None),
-                size=f.get("size"), sha256_prefix=f.get("sha256_prefix"),
+                size=f.get("size"), sha256_prefix=f.get("sha256_prefix"), unpacked_size=f.get("unpacked_size"),
             )
             for f in d["files"]
         )
@@ -384,15 +398,207 @@ def _fetch_file(url: str, target: Path, f: ModelFile, label: str, callback: Opti
     os.replace(part, target)
 
 
-def _safe_unzip(archive: Path, dest: Path) -> None:
-    """Extract ``archive`` into ``dest``, refusing members that would land outside it."""
+def _pid_alive(pid: int) -> bool:
+    """True when process ``pid`` exists on this machine (or when that cannot be told)."""
+    if pid <= 0:
+        return False
+    if sys.platform == "win32":  # os.kill(pid, 0) would send CTRL_C_EVENT there
+        import ctypes
+
+        handle = ctypes.windll.kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+        if not handle:
+            return False
+        code = ctypes.c_ulong()
+        ok = ctypes.windll.kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
+        ctypes.windll.kernel32.CloseHandle(handle)
+        return not ok or code.value == 259  # STILL_ACTIVE
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
+
+
+class DownloadLock:
+    """``<target>.lock``, created with ``O_EXCL`` and holding ``"<pid> <host> <token>"``, for one download.
+
+    ``acquire`` waits while another live process (or thread) holds the lock, up to ``wait`` seconds
+    (None: as long as it lives; 0: not at all) and then raises :class:`DownloadError` saying
+    "another download of X is running". A lock whose process is gone (same host) is taken over.
+    """
+
+    def __init__(self, path: Path, label: str, wait: Optional[float] = None):
+        self.path = Path(path)
+        self.label = label
+        self.wait = wait
+        self.token = f"{os.getpid()} {socket.gethostname()} {secrets.token_hex(8)}"
+        self.held = False
+
+    def _holder(self) -> Optional[str]:
+        try:
+            return self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except OSError:
+            return ""
+
+    def _is_stale(self, content: str) -> bool:
+        parts = content.split()
+        if len(parts) < 2 or not parts[0].isdigit():
+            # Empty or torn: its writer died between create and write, or is writing right now.
+            try:
+                return time.time() - self.path.stat().st_mtime > 10.0
+            except FileNotFoundError:
+                return False
+        if parts[1] != socket.gethostname():
+            return False  # another machine's process (shared folder): cannot check, so wait
+        return not _pid_alive(int(parts[0]))
+
+    def _break(self, content: str) -> None:
+        """Remove a stale lock without removing a fresh one another waiter made meanwhile."""
+        aside = self.path.with_name(f"{self.path.name}.{secrets.token_hex(4)}.stale")
+        try:
+            os.rename(self.path, aside)
+        except FileNotFoundError:
+            return
+        try:
+            if aside.read_text(encoding="utf-8") != content:  # not the one judged stale: put it back
+                try:
+                    os.link(aside, self.path)
+                except OSError:
+                    pass
+        finally:
+            aside.unlink(missing_ok=True)
+
+    def acquire(self) -> "DownloadLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = None if self.wait is None else time.monotonic() + max(0.0, self.wait)
+        announced = False
+        while True:
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                content = self._holder()
+                if content is None:
+                    continue  # released between our open and read: try again at once
+                if self._is_stale(content):
+                    log.warning("%s: taking over the lock %s left by a process that is gone (%s)",
+                                self.label, self.path, content.strip() or "empty")
+                    self._break(content)
+                    continue
+                holder = " ".join(content.split()[:2]) or "unknown"
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise DownloadError(
+                        f"another download of {self.label} is running (pid/host {holder}, lock {self.path}); "
+                        "wait for it to finish, or delete the lock file if that process is gone"
+                    ) from None
+                if not announced:
+                    log.info("%s: another download of it is running (pid/host %s); waiting for it to finish",
+                             self.label, holder)
+                    announced = True
+                time.sleep(LOCK_POLL)
+                continue
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(self.token)
+            self.held = True
+            return self
+
+    def release(self) -> None:
+        if self.held and self._holder() == self.token:
+            self.path.unlink(missing_ok=True)
+        self.held = False
+
+    def __enter__(self) -> "DownloadLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _check_archive(z: zipfile.ZipFile, archive: Path, dest: Path, f: Optional[ModelFile]) -> int:
+    """Refuse members outside ``dest``, too many members, and an unpacked size or ratio past the caps."""
+    infos = z.infolist()
+    if len(infos) > MAX_MEMBERS:
+        raise DownloadError(f"{archive} holds {len(infos)} files (more than {MAX_MEMBERS}); refusing to unpack it")
+    for info in infos:
+        name = info.filename.replace("\\", "/")
+        parts = name.split("/")
+        out = (dest / name).resolve()
+        if name.startswith("/") or ".." in parts or ":" in parts[0] or (dest not in out.parents and out != dest):
+            raise DownloadError(f"{archive} holds a path outside its folder ({info.filename!r}); refusing to unpack it")
+    total = sum(max(0, i.file_size) for i in infos)
+    packed = max(1, archive.stat().st_size)
+    if f is not None and f.unpacked_size is not None:
+        limit, why = int(f.unpacked_size), "the manifest's unpacked_size"
+    else:
+        limit, why = min(MAX_UNPACKED, MAX_RATIO * packed), f"{MAX_RATIO}x its size, at most {MAX_UNPACKED >> 30} GiB"
+    if total > limit:
+        raise DownloadError(f"{archive} would unpack to {total} bytes, more than {limit} ({why}); "
+                            "refusing to unpack it (a damaged or malicious archive)")
+    return limit
+
+
+def _safe_unzip(archive: Path, dest: Path, f: Optional[ModelFile] = None) -> None:
+    """Extract ``archive`` into ``dest``: every member must stay inside ``dest`` and the unpacked
+    size must stay under the cap (counted while writing, not only as declared). The files are
+    written to a temporary folder in ``dest`` and moved into place only when all are complete;
+    a refused archive leaves nothing, not even itself."""
     dest = dest.resolve()
-    with zipfile.ZipFile(archive) as z:
-        for member in z.namelist():
-            out = (dest / member).resolve()
-            if dest not in out.parents and out != dest:
-                raise DownloadError(f"{archive} holds a path outside its folder ({member!r}); refusing to unpack it")
-        z.extractall(dest)
+    tmp = dest / f".unpack-{secrets.token_hex(4)}"
+    try:
+        try:
+            with zipfile.ZipFile(archive) as z:
+                limit = _check_archive(z, archive, dest, f)
+                tmp.mkdir()
+                written = 0
+                for info in z.infolist():
+                    out = tmp / info.filename
+                    if info.is_dir():
+                        out.mkdir(parents=True, exist_ok=True)
+                        continue
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    with z.open(info) as src, open(out, "wb") as dst:
+                        while True:
+                            block = src.read(CHUNK)
+                            if not block:
+                                break
+                            written += len(block)
+                            if written > limit:
+                                raise DownloadError(f"{archive} unpacks to more than {limit} bytes; refusing it "
+                                                    "(a damaged or malicious archive)")
+                            dst.write(block)
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError) as e:
+            raise DownloadError(f"{archive} is not a readable zip archive ({e}); download it again") from None
+        for item in tmp.iterdir():
+            final = dest / item.name
+            if final.is_dir() and not final.is_symlink():
+                shutil.rmtree(final)
+            os.replace(item, final)
+    except BaseException:
+        archive.unlink(missing_ok=True)
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _missing_dirs(folder: Path) -> List[Path]:
+    """``folder`` and its ancestors that do not exist yet, deepest first."""
+    out: List[Path] = []
+    p = folder
+    while not p.exists() and p != p.parent:
+        out.append(p)
+        p = p.parent
+    return out
+
+
+def _remove_empty(dirs: Sequence[Path]) -> None:
+    for d in dirs:  # deepest first
+        try:
+            d.rmdir()
+        except OSError:  # not empty (a resumable .part, another model) or already gone
+            continue
 
 
 def download(
@@ -401,6 +607,7 @@ def download(
     callback: Optional[ProgressCallback] = None,
     force: bool = False,
     timeout: float = 60.0,
+    wait: Optional[float] = None,
 ) -> Path:
     """Download manifest model ``name``; returns its installed path (file or folder).
 
@@ -409,6 +616,9 @@ def download(
     cache folder (nltk data always goes where nltk looks: ``$NLTK_DATA`` or ``~/nltk_data``).
     Files already complete are kept unless ``force``; without ``dest``, a model already found
     anywhere in the search folders is not downloaded again. ``callback(bytes_done, bytes_total, info)`` reports progress.
+    While another download of the same model runs, this one waits for it (``wait`` seconds at
+    most; None = as long as that process lives, 0 = not at all) and then uses what it installed.
+    A failed download leaves no folder it created empty (a ``.part`` to resume from is kept).
     """
     entry = get_entry(name)
     if entry.bundled:
@@ -435,18 +645,29 @@ def download(
     else:
         base = default_download_root(entry.kind)
     root = base / entry.folder if entry.folder else base
-    root.mkdir(parents=True, exist_ok=True)
-    for i, f in enumerate(entry.files):
-        target = root / f.path
-        label = f"{name}/{f.path}" if entry.folder or len(entry.files) > 1 else name
-        if target.is_file() and not force and (f.size is None or target.stat().st_size == f.size):
-            log.info("%s: already present at %s", label, target)
-        else:
-            if force and target.exists():
-                target.unlink()
-            _fetch_file(f.url, target, f, label, callback, timeout=timeout)  # type: ignore[arg-type]
-        if entry.unpack == "zip" and target.suffix == ".zip":
-            _safe_unzip(target, target.parent)
+    lock_path = base / (entry.target + LOCK_SUFFIX)
+    created = _missing_dirs(root)
+    for d in _missing_dirs(lock_path.parent):
+        if d not in created:
+            created.append(d)
+    created.sort(key=lambda p: len(p.parts), reverse=True)
+    try:
+        with DownloadLock(lock_path, name, wait):
+            root.mkdir(parents=True, exist_ok=True)
+            for f in entry.files:
+                target = root / f.path
+                label = f"{name}/{f.path}" if entry.folder or len(entry.files) > 1 else name
+                if target.is_file() and not force and (f.size is None or target.stat().st_size == f.size):
+                    log.info("%s: already present at %s", label, target)
+                else:
+                    if force and target.exists():
+                        target.unlink()
+                    _fetch_file(f.url, target, f, label, callback, timeout=timeout)  # type: ignore[arg-type]
+                if entry.unpack == "zip" and target.suffix == ".zip":
+                    _safe_unzip(target, target.parent, f)
+    except BaseException:
+        _remove_empty(created)
+        raise
     return base / entry.target
 
 

@@ -186,13 +186,27 @@ def _byte_bar(desc: str):
 
 
 def cmd_download(args: argparse.Namespace) -> int:
+    """Download every name given; a failure is reported and the next name is still tried."""
     from .. import store
+    from ..errors import SynesthesiaError
 
     entries = [store.get_entry(n) for n in args.names]  # unknown names fail before any transfer
+    failed: List[str] = []
     for e in entries:
         cb = None if args.no_progress else _byte_bar(e.name)
         try:
             path = store.download(e.name, dest=args.dest, callback=cb, force=args.force)
+        except (SynesthesiaError, OSError) as err:
+            if len(entries) == 1:
+                raise
+            if getattr(args, "debug", False):
+                import traceback
+
+                traceback.print_exc()
+            failed.append(e.name)
+            msg = " ".join(str(err).split()) or type(err).__name__
+            print(f"synesthesia download: error: {e.name}: {msg}", file=sys.stderr)
+            continue
         finally:
             if cb is not None:
                 cb.close()  # type: ignore[attr-defined]
@@ -202,5 +216,9 @@ def cmd_download(args: argparse.Namespace) -> int:
             checked = "sha256 prefix from the file name verified; no full sha256 published"
         else:
             checked = "no published sha256 for some files: their size/completeness was checked only"
-        print(f"{e.name}: {path} ({checked})")
+        print(f"{e.name}: {path} ({checked})", flush=True)
+    if failed:
+        print(f"synesthesia download: error: {len(failed)} of {len(entries)} downloads failed "
+              f"({', '.join(failed)}); run `synesthesia download` again for them", file=sys.stderr)
+        return 2
     return 0
