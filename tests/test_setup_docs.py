@@ -140,3 +140,11 @@ def test_every_imported_module_comes_with_the_readme_install():
         if not dists & closure:
             missing[module] = where
     assert not missing, f"imported but not installed by the README's install block: {missing}"
+
+
+def test_tests_read_nothing_outside_the_repository():
+    """A fresh clone has nothing beside it: no test may reach above the checkout for data."""
+    outside = re.compile(r"ROOT\.parent\b|parents\[[2-9]\]|[\"']shared[\"']")
+    hits = [f"{p.name}:{i}: {line.strip()}" for p in sorted((ROOT / "tests").glob("*.py")) if p.name != Path(__file__).name
+            for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if outside.search(line)]
+    assert not hits, hits

@@ -1,6 +1,6 @@
 """The shipped workflows: each UI file and its *_api.json describe the same graph, every ComfyUI
-core node matches the catalogue of a real ComfyUI 0.3.64 server, and every Synesthesia node
-matches our own INPUT_TYPES."""
+core node matches the catalogue recorded from a real ComfyUI 0.3.64 server (tests/data, see its
+README), and every Synesthesia node matches our own INPUT_TYPES."""
 
 from __future__ import annotations
 
@@ -13,15 +13,13 @@ from synesthesia.nodes import workflow as W
 from synesthesia.nodes import NODE_CLASS_MAPPINGS as OURS
 
 ROOT = Path(__file__).resolve().parents[1]
-OBJECT_INFO = ROOT.parent / "shared" / "comfyui" / "object_info-0.3.64.json"
+OBJECT_INFO = ROOT / "tests" / "data" / "comfyui_object_info.json"
 UI_FILES = sorted(p for p in (ROOT / "workflows").glob("*.json") if not p.name.endswith("_api.json"))
 EXPECTED = {"sound_to_video", "sound_to_video_text", "video_to_foley", "video_to_foley_text"}
 
 
 @pytest.fixture(scope="module")
 def object_info():
-    if not OBJECT_INFO.is_file():
-        pytest.skip(f"{OBJECT_INFO} is absent (it sits in ../shared beside the checkout)")
     return json.loads(OBJECT_INFO.read_text())
 
 
