@@ -51,7 +51,7 @@ def test_malicious_checkpoint_is_refused_and_runs_nothing(tmp_path, suffix, writ
         load_state_dict(ckpt)
     assert not marker.exists()
     assert str(ckpt) in str(e.value) and "\n" not in str(e.value)
-    assert "GLOBAL io.open" in str(e.value)  # names what it refused
+    assert "asks for io.open" in str(e.value)  # names what it refused
 
 
 def test_safetensors_round_trip(tmp_path):
@@ -96,3 +96,71 @@ def test_bad_files_give_clear_errors(tmp_path):
     (tmp_path / "w.npz").write_bytes(b"x")
     with pytest.raises(InputError, match="unknown weights format"):
         load_state_dict(tmp_path / "w.npz")
+
+
+# ---------------------------------------------------------------------------- issue 10.7 / 10.8
+
+
+class _System:
+    """Unpickling this calls ``os.system(cmd)``."""
+
+    def __init__(self, cmd: str):
+        self.cmd = cmd
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (self.cmd,))
+
+
+class _Eval:
+    def __reduce__(self):
+        return (eval, ("1 + 1",))
+
+
+@pytest.mark.parametrize("write", [
+    lambda p, m: torch.save({"w": torch.zeros(2), "x": _System(f"touch {m}")}, p),
+    lambda p, m: torch.save({"x": _System(f"touch {m}")}, p, _use_new_zipfile_serialization=False),
+    lambda p, m: p.write_bytes(pickle.dumps({"x": _System(f"touch {m}")}, protocol=4)),
+], ids=["torch-zip", "torch-legacy", "raw-pickle-4"])
+def test_os_system_is_named_and_torch_advice_is_never_shown(tmp_path, write):
+    marker = tmp_path / "pwned"
+    ckpt = tmp_path / "evil.pt"
+    write(ckpt, marker)
+    with pytest.raises(UnsafeCheckpointError) as e:
+        load_state_dict(ckpt)
+    msg = str(e.value)
+    assert not marker.exists()
+    assert "os.system" in msg and str(ckpt) in msg and "\n" not in msg
+    for advice in ("weights_only", "Re-running", "safe_globals", "add_safe_globals", "trust"):
+        assert advice not in msg, msg
+
+
+def test_every_unsafe_global_is_named(tmp_path):
+    torch.save({"a": _Eval(), "b": _System("true"), "w": torch.ones(1)}, tmp_path / "two.pt")
+    with pytest.raises(UnsafeCheckpointError) as e:
+        load_state_dict(tmp_path / "two.pt")
+    assert "builtins.eval" in str(e.value) and "os.system" in str(e.value)
+    assert "torch._utils" not in str(e.value)  # what torch allows is not listed
+
+
+def test_junk_given_as_a_hifigan_checkpoint_is_one_line(tmp_path):
+    """A text file named like jik876's g_02500000, a link to a text file, junk after a pickle header,
+    and a pickle that holds no tensors: one InputError line each, not KeyError / IndexError."""
+    from synesthesia.core import cache
+    from synesthesia.core.v2a.vocoder import load_vocoder
+
+    (tmp_path / "g_02500000").write_text("root:x:0:0:root:/root:/bin/bash\nhello\n")
+    (tmp_path / "g_00000001").symlink_to(tmp_path / "g_02500000")
+    (tmp_path / "g_00000002").write_bytes(b"\x80\x02" + b"junk that is not pickle data" * 10)
+    torch.save([1, 2, 3], tmp_path / "g_00000003")
+    jik = tmp_path / "jik876"
+    jik.mkdir()
+    (jik / "config.json").write_text('{"upsample_rates": [8, 8, 2, 2], "num_mels": 80}')
+    (jik / "g_02500000").write_text("hello world\n")
+    for bad in ["g_02500000", "g_00000001", "g_00000002", "g_00000003", "jik876"]:
+        cache.clear()
+        with pytest.raises(InputError) as e:
+            load_vocoder(tmp_path / bad)
+        assert "\n" not in str(e.value) and str(tmp_path) in str(e.value), (bad, str(e.value))
+        assert "KeyError" not in str(e.value) and "IndexError" not in str(e.value)

@@ -236,7 +236,7 @@ def _load_generator_file(path: Path) -> Vocoder:
     if isinstance(obj, Mapping) and "generator" in obj and isinstance(obj["generator"], Mapping):
         sd = dict(obj["generator"])  # jik876 training checkpoint: {"generator": ..., "steps"?: ...}
     else:
-        sd = dict(find_state_dict(obj))
+        sd = dict(find_state_dict(obj, source=str(path)))
     if any(k.startswith(VOCODER_PREFIX) for k in sd):
         cfg, out = audioldm_vocoder_from_ckpt(sd, str(path))
         return _from_converted(cfg, out, str(path))
