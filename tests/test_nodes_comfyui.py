@@ -160,7 +160,7 @@ def test_pack_in_a_real_comfyui_server(server):
     from synesthesia.nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 
     url, base = server
-    prompts = {name: _apply(json.loads((WF / f"{name}_api.json").read_text()), ov) for name, ov in OVERRIDES.items()}
+    prompts = {name: _apply(json.loads((WF / "api" / f"{name}_api.json").read_text()), ov) for name, ov in OVERRIDES.items()}
     long_run = _apply(prompts["video_to_foley"], {"6.steps": 400, "6.scheduler": "ddpm"})
     out = _client(url, prompts, long_run)
     for node_id, cls in NODE_CLASS_MAPPINGS.items():
@@ -172,6 +172,20 @@ def test_pack_in_a_real_comfyui_server(server):
     for f in out["results"]["video_to_foley"]["files"]:
         assert (base / "output" / f.lstrip("/")).stat().st_size > 0
     assert out["interrupt"]["end"] == "execution_interrupted" and out["interrupt"]["seconds"] < 30
+
+
+def test_workflow_templates_in_a_real_comfyui_server(server):
+    """ComfyUI's template list names the pack's UI workflows only, and serves them."""
+    import urllib.request
+
+    url, _ = server
+    listed = json.load(urllib.request.urlopen(f"http://{url}/workflow_templates", timeout=30))
+    ui = sorted(p.stem for p in WF.glob("*.json"))
+    assert sorted(listed.get("my_synesthesia", [])) == ui, listed
+    for name in ui:
+        served = json.load(urllib.request.urlopen(f"http://{url}/api/workflow_templates/my_synesthesia/{name}.json",
+                                                  timeout=30))
+        assert served == json.loads((WF / f"{name}.json").read_text())
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs chromium on PATH for the frontend check")
@@ -220,7 +234,7 @@ async def main():
 asyncio.run(main())
 '''
     try:
-        files = {p.stem: p.read_text() for p in sorted(WF.glob("*.json")) if not p.name.endswith("_api.json")}
+        files = {p.stem: p.read_text() for p in sorted(WF.glob("*.json"))}
         r = subprocess.run([PY, "-c", code, str(port), json.dumps(files)], capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, r.stderr[-3000:]
         got = json.loads(r.stdout.strip().splitlines()[-1])
@@ -237,5 +251,5 @@ asyncio.run(main())
         frontend = {k: {"class_type": v["class_type"], "inputs": {i: x for i, x in v["inputs"].items() if i not in ui_only}}
                     for k, v in res["output"].items()}
         ours = {k: {"class_type": v["class_type"], "inputs": v["inputs"]}
-                for k, v in json.loads((WF / f"{name}_api.json").read_text()).items()}
+                for k, v in json.loads((WF / "api" / f"{name}_api.json").read_text()).items()}
         assert frontend == ours, name

@@ -148,3 +148,11 @@ def test_tests_read_nothing_outside_the_repository():
     hits = [f"{p.name}:{i}: {line.strip()}" for p in sorted((ROOT / "tests").glob("*.py")) if p.name != Path(__file__).name
             for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if outside.search(line)]
     assert not hits, hits
+
+
+def test_every_shipped_workflow_is_package_data():
+    """A wheel install carries every workflow file the hosts read (UI and API format)."""
+    patterns = PYPROJECT["tool"]["setuptools"]["package-data"]["synesthesia"]
+    packaged = {p for pattern in patterns for p in ROOT.glob(pattern)}
+    files = {p for p in (ROOT / "workflows").rglob("*") if p.is_file()}
+    assert files and files <= packaged, sorted(str(p.relative_to(ROOT)) for p in files - packaged)

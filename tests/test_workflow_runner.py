@@ -18,6 +18,7 @@ from synesthesia.core.errors import Cancelled, InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 WF = ROOT / "workflows"
+API = WF / "api"
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,7 @@ def test_shipped_workflow_runs_end_to_end(env, tmp_path, name):
     from synesthesia.core import media
 
     calls = []
-    prompt = W.load_workflow(WF / f"{name}_api.json")
+    prompt = W.load_workflow(API / f"{name}_api.json")
     res = W.run_workflow(prompt, {"SynesthesiaLatentWalk.fps": 10.0, "SynesthesiaSoundInvert.candidates": 3},
                          models_dir=env / "models", input_dir=env / "input", output_dir=tmp_path,
                          callback=lambda s, t, i: calls.append((s, t, dict(i))))
@@ -66,7 +67,7 @@ def test_foley_workflow_runs_end_to_end(env, tmp_path, name):
     from synesthesia.core import media
 
     calls = []
-    prompt = W.load_workflow(WF / f"{name}_api.json")
+    prompt = W.load_workflow(API / f"{name}_api.json")
     res = W.run_workflow(prompt, {"SynesthesiaVTADiffuse.steps": 2}, models_dir=env / "models",
                          input_dir=env / "input", output_dir=tmp_path, callback=lambda s, t, i: calls.append((s, t, dict(i))))
     videos = [f for f in res.files if f.suffix == ".mp4"]
@@ -88,11 +89,11 @@ def test_foley_workflow_runs_end_to_end(env, tmp_path, name):
 def test_ui_file_loads_as_the_api_file(name):
     """The runner reads UI files too, with its own core-node schemas (no object_info needed)."""
     a = W.load_workflow(WF / f"{name}.json")
-    assert a == json.loads((WF / f"{name}_api.json").read_text())
+    assert a == json.loads((API / f"{name}_api.json").read_text())
 
 
 def test_cancel_stops_the_run(env, tmp_path):
-    prompt = W.load_workflow(WF / "sound_to_video_api.json")
+    prompt = W.load_workflow(API / "sound_to_video_api.json")
 
     def cb(step, total, info):
         if info.get("stage") == "walk":
@@ -106,12 +107,12 @@ def test_cancel_stops_the_run(env, tmp_path):
 def test_cli_run_workflow(env, tmp_path, capsys):
     from synesthesia.cli import main
 
-    rc = main(["-q", "run-workflow", str(WF / "sound_to_video_api.json"), "--models", str(env / "models"),
+    rc = main(["-q", "run-workflow", str(API / "sound_to_video_api.json"), "--models", str(env / "models"),
                "--input-dir", str(env / "input"), "-o", str(tmp_path), "--set", "5.duration=0.5", "--set", "5.fps=8"])
     assert rc == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1 and out[0].endswith(".mp4") and Path(out[0]).is_file()
-    rc = main(["run-workflow", str(WF / "sound_to_video_api.json"), "--set", "nonode.x=1"])
+    rc = main(["run-workflow", str(API / "sound_to_video_api.json"), "--set", "nonode.x=1"])
     assert rc == 2 and "no node" in capsys.readouterr().err
 
 
@@ -165,7 +166,7 @@ def test_core_video_nodes_round_trip(tmp_path):
 
 def test_ui_reroutes_primitives_and_notes_convert_like_the_frontend():
     ui = json.loads((WF / "sound_to_video.json").read_text())
-    api = json.loads((WF / "sound_to_video_api.json").read_text())
+    api = json.loads((API / "sound_to_video_api.json").read_text())
     # route StyleGAN Render -> Create Video through a Reroute, feed Latent Walk's fps from a PrimitiveNode
     render_to_create = next(l for l in ui["links"] if l[1] == 6 and l[3] == 7)
     ui["nodes"].append({"id": 20, "type": "Reroute", "inputs": [{"name": "", "type": "*", "link": 100}],

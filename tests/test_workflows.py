@@ -14,7 +14,9 @@ from synesthesia.nodes import NODE_CLASS_MAPPINGS as OURS
 
 ROOT = Path(__file__).resolve().parents[1]
 OBJECT_INFO = ROOT / "tests" / "data" / "comfyui_object_info.json"
-UI_FILES = sorted(p for p in (ROOT / "workflows").glob("*.json") if not p.name.endswith("_api.json"))
+WF = ROOT / "workflows"
+UI_FILES = sorted(WF.glob("*.json"))
+API_FILES = sorted((WF / "api").glob("*.json"))
 EXPECTED = {"sound_to_video", "sound_to_video_text", "video_to_foley", "video_to_foley_text"}
 
 
@@ -31,13 +33,27 @@ def test_expected_workflows_are_shipped_in_both_formats():
     names = {p.stem for p in UI_FILES}
     assert EXPECTED <= names
     for p in UI_FILES:
-        assert (p.parent / f"{p.stem}_api.json").is_file(), p
+        assert (WF / "api" / f"{p.stem}_api.json").is_file(), p
+    assert {p.name for p in API_FILES} == {f"{p.stem}_api.json" for p in UI_FILES}
+
+
+# ComfyUI (app/custom_node_manager.py, 0.3.64) offers as a pack's templates every
+# `custom_nodes/*/<folder>/*.json` for these folder names (not recursive).
+COMFYUI_TEMPLATE_FOLDERS = ["example_workflows", "example", "examples", "workflow", "workflows"]
+
+
+def test_comfyui_lists_only_ui_workflows_as_templates():
+    """API-format files fail to open as templates: they live where ComfyUI's template scan does not look."""
+    listed = [p for folder in COMFYUI_TEMPLATE_FOLDERS for p in sorted((ROOT / folder).glob("*.json"))]
+    assert {p.stem for p in listed} == EXPECTED
+    for p in listed:
+        assert W.is_ui_format(json.loads(p.read_text())), f"{p.relative_to(ROOT)} is listed as a template but is not a UI workflow"
 
 
 @pytest.mark.parametrize("ui_path", UI_FILES, ids=lambda p: p.stem)
 def test_ui_and_api_describe_the_same_graph(ui_path, object_info):
     ui = json.loads(ui_path.read_text())
-    api = json.loads((ui_path.parent / f"{ui_path.stem}_api.json").read_text())
+    api = json.loads((WF / "api" / f"{ui_path.stem}_api.json").read_text())
     assert W.ui_to_api(ui, OURS, specs(object_info)) == api
     # links are consistent in the UI file itself: each link sits in its source's outputs and its target's inputs
     by_id = {n["id"]: n for n in ui["nodes"]}
@@ -49,7 +65,7 @@ def test_ui_and_api_describe_the_same_graph(ui_path, object_info):
     assert ui["last_node_id"] == max(by_id)
 
 
-@pytest.mark.parametrize("api_path", sorted((ROOT / "workflows").glob("*_api.json")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("api_path", API_FILES, ids=lambda p: p.stem)
 def test_every_node_matches_its_schema(api_path, object_info):
     api = json.loads(api_path.read_text())
     classes = {}
