@@ -244,12 +244,35 @@ def _read_weights(folder: Path) -> dict:
                 index = json.loads(f.read_text())
             except json.JSONDecodeError as e:
                 raise InputError(f"{f} is not valid JSON ({e}): download the model again") from None
+            weight_map = index.get("weight_map") if isinstance(index, Mapping) else None
+            if not isinstance(weight_map, Mapping) or not weight_map:
+                raise InputError(f"{f} has no weight_map of tensor names to shard files: download the model again")
             sd: dict = {}
-            for shard in sorted(set(index.get("weight_map", {}).values())):
-                sd.update(find_state_dict(load_state_dict(folder / shard)))
+            for shard in sorted(set(weight_map.values()), key=str):
+                sd.update(find_state_dict(load_state_dict(shard_path(folder, shard, f))))
             return sd
         return dict(find_state_dict(load_state_dict(f)))
     raise InputError(f"{folder} holds no CLIP weights ({', '.join(WEIGHT_FILES[::2])}): download the model again")
+
+
+def shard_path(folder: Path, name: Any, index_file: Path) -> Path:
+    """``folder / name`` for a shard named by a sharded-weights index, refusing names that leave the
+    folder (absolute paths, ``..``, links pointing elsewhere). Links into the Hugging Face cache's
+    ``blobs/`` of the same repository (how ``snapshots/<rev>/`` folders are laid out) are accepted."""
+    if not isinstance(name, str) or not name or "\x00" in name:
+        raise InputError(f"{index_file} names a shard {name!r} that is not a file name: download the model again")
+    parts = name.replace("\\", "/").split("/")
+    if name.startswith(("/", "\\")) or ".." in parts or ":" in parts[0] or Path(name).is_absolute():
+        raise InputError(f"{index_file} names the shard {name!r} outside {folder}; refusing to read it")
+    base = folder.resolve()
+    allowed = [base]
+    if base.parent.name == "snapshots":  # <hub cache>/models--org--name/snapshots/<rev>/ -> ../../blobs/<sha>
+        allowed.append(base.parent.parent / "blobs")
+    target = (folder / name).resolve()
+    if not any(target == a or a in target.parents for a in allowed):
+        raise InputError(f"{index_file} names the shard {name!r}, which leads outside {folder} (to {target}); "
+                         "refusing to read it")
+    return folder / name
 
 
 def _load_folder(folder: Path) -> ClipEncoder:
