@@ -77,6 +77,17 @@ def test_animate_errors_name_the_fix(assets, tmp_path, capsys):
     assert code == 2
     assert "inversion_encoder/model.safetensors" in io.err and "walker/model.safetensors" in io.err
     assert "train-s2v" in io.err and "Traceback" not in io.err
+    # every missing file at once, in one line: the generator too
+    code, io = _main(capsys, "animate", assets / "sound.wav", "-o", tmp_path / "o.mp4", "--generator",
+                     tmp_path / "lhq-256.pkl", "--models", tmp_path / "empty", "--device", "cpu")
+    assert code == 2 and len(io.err.strip().splitlines()) == 1, io.err
+    for name in ("lhq-256.pkl", "inversion_encoder/model.safetensors", "walker/model.safetensors"):
+        assert name in io.err, (name, io.err)
+    code, io = _main(capsys, "animate", assets / "sound.wav", "-o", tmp_path / "o.mp4", "--generator",
+                     tmp_path / "lhq-256.pkl", "--models", assets / "models", "--clip", tmp_path / "noclip",
+                     "--prompt", "rain", "--device", "cpu")
+    assert code == 2 and len(io.err.strip().splitlines()) == 1, io.err
+    assert "lhq-256.pkl" in io.err and "noclip" in io.err and "walker" not in io.err
     code, io = _main(capsys, "animate", assets / "sound.wav", "-o", tmp_path / "o.mp4", "--generator",
                      assets / "gen", "--models", assets / "models", "--prompt", "rain", "--device", "cpu")
     assert code == 2 and "--clip" in io.err

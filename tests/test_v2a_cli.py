@@ -65,3 +65,16 @@ def test_missing_models_are_listed_in_one_error(tmp_path, capsys):
                "--vae", str(tmp_path / "vae.ckpt")])
     err = capsys.readouterr().err
     assert rc == 2 and "denoiser" in err and "clip" in err and "vae" in err and "nope" in err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+def test_missing_model_hint_names_griffin_lim_only_when_the_vocoder_is_missing(tmp_path, capsys):
+    clip = write_video_file(tmp_path / "c.mp4", 3, fps=12)
+    base = ["foley", str(clip), "--denoiser", str(tmp_path / "nope"), "--clip", str(tmp_path / "noclip"),
+            "--vae", str(tmp_path / "vae.ckpt")]
+    rc = main(base + ["--vocoder", "griffin-lim"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "nope" in err and "griffin-lim" not in err, err
+    rc = main(base + ["--vocoder", str(tmp_path / "g_02500000")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "g_02500000" in err and "--vocoder griffin-lim" in err, err

@@ -18,6 +18,28 @@ from ..errors import InputError
 log = logging.getLogger(__name__)
 
 
+def _check_models(args) -> None:
+    """One error naming every missing model file of ``animate`` (generator, trained models, CLIP)."""
+    from ..errors import ModelNotFoundError, SynesthesiaError
+    from ..s2v.pipeline import INVERSION_DIR, WALKER_DIR
+    from ..store import resolve
+
+    problems = []
+    for what, value in (("generator", args.generator), ("clip", args.clip)):
+        if value is not None:
+            try:
+                resolve(value)
+            except SynesthesiaError as e:
+                problems.append(f"{what}: {e}")
+    trained = [args.models / d / "model.safetensors" for d in (INVERSION_DIR, WALKER_DIR)]
+    missing = [str(p) for p in trained if not p.is_file()]
+    if missing:
+        problems.append(f"encoder/walker: missing {', '.join(missing)}: train them with `synesthesia train-s2v` "
+                        "(or convert the seed's with `synesthesia convert`)")
+    if problems:
+        raise ModelNotFoundError("; ".join(problems))
+
+
 def register(sub) -> None:
     p = sub.add_parser("animate", help="sound -> video: animate a StyleGAN with a sound (Lee et al. ECCV 2022)")
     p.add_argument("sound", type=Path, help="audio file (or a video whose sound is used)")
@@ -99,6 +121,7 @@ def cmd_animate(args) -> int:
         raise InputError(f"--resolution {args.resolution} must be even (h264 yuv420p)")
     if args.prompt and args.clip is None:
         raise InputError("--prompt needs --clip (a CLIP folder with a text tower)")
+    _check_models(args)
     dev = select_device(args.device)
     dtype = select_dtype(args.dtype, dev)
     wave, sr = media.read_audio(args.sound)

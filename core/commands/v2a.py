@@ -94,7 +94,7 @@ def resolve_models(args, need_vocoder: bool = True) -> dict:
     from ..errors import ModelNotFoundError, SynesthesiaError
     from ..store import resolve
 
-    found, problems = {}, []
+    found, problems, missing = {}, [], []
     names = ["denoiser", "clip", "vae"] + (["vocoder"] if need_vocoder else [])
     for name in names:
         value = getattr(args, name)
@@ -105,8 +105,10 @@ def resolve_models(args, need_vocoder: bool = True) -> dict:
             found[name] = resolve(value)
         except SynesthesiaError as e:
             problems.append(f"{name}: {e}")
+            missing.append(name)
     if problems:
-        raise ModelNotFoundError("; ".join(problems) + " (use --vocoder griffin-lim to go without a vocoder)")
+        hint = " (use --vocoder griffin-lim to go without a vocoder)" if "vocoder" in missing else ""
+        raise ModelNotFoundError("; ".join(problems) + hint)
     return found
 
 
