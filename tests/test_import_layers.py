@@ -85,3 +85,98 @@ def test_core_imports_no_host():
         if hits:
             bad[str(path.relative_to(ROOT))] = hits
     assert not bad, f"core modules import a host (move the code above core, into nodes/ or the root): {bad}"
+
+
+# --- import cycles among core modules -------------------------------------------------------------
+
+
+def import_targets(source: str, module: str, is_package: bool, known: set[str]) -> set[str]:
+    """The modules in ``known`` that ``source`` imports, anywhere in the file (relative imports resolved).
+
+    ``from pkg import name`` points at ``pkg.name`` when that is a module, else at ``pkg`` (its
+    ``__init__``); ``import a.b`` points at ``a.b``. A package that is only passed through on the
+    way to a submodule is not counted.
+    """
+    package = module if is_package else module.rpartition(".")[0]
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names if a.name in known)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - (node.level - 1)] + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            for a in node.names:
+                if f"{base}.{a.name}" in known:
+                    out.add(f"{base}.{a.name}")
+                elif base in known:
+                    out.add(base)
+    out.discard(module)
+    return out
+
+
+def module_edges(sources: dict[str, tuple[str, bool]]) -> dict[str, set[str]]:
+    """``{module: {modules it imports}}`` among ``sources`` (``{module: (source, is_package)}``)."""
+    known = set(sources)
+    return {mod: import_targets(src, mod, is_pkg, known) for mod, (src, is_pkg) in sources.items()}
+
+
+def find_cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+    counter = [0]
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on_stack.add(v)
+        for w in edges.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return sorted(out)
+
+
+def core_sources() -> dict[str, tuple[str, bool]]:
+    return {module_name(p): (p.read_text(encoding="utf-8"), p.name == "__init__.py") for p in core_modules()}
+
+
+def test_cycle_finder_sees_function_level_imports():
+    srcs = {
+        f"{PACKAGE}.core.a": ("from . import b\n", False),
+        f"{PACKAGE}.core.b": ("def f():\n    from .c import x\n", False),
+        f"{PACKAGE}.core.c": ("import synesthesia.core.a\n", False),
+        f"{PACKAGE}.core.d": ("from .a import y\n", False),
+    }
+    assert find_cycles(module_edges(srcs)) == [[f"{PACKAGE}.core.a", f"{PACKAGE}.core.b", f"{PACKAGE}.core.c"]]
+    srcs[f"{PACKAGE}.core.c"] = ("import os\n", False)  # a -> b -> c, d -> a: no circle
+    assert find_cycles(module_edges(srcs)) == []
+
+
+def test_core_has_no_import_cycles():
+    cycles = find_cycles(module_edges(core_sources()))
+    assert not cycles, ("core modules import each other in a circle (one direction each: move the shared "
+                        f"code into a module below both): {cycles}")

@@ -13,7 +13,7 @@ from ..errors import InputError
 
 # kind -> ("module under core", "function", "help")
 CONVERTERS: dict[str, tuple[str, str, str]] = {}
-CONVERTERS.update({"stylegan": ("s2v.convert", "convert_stylegan", "StyleGAN2/3 generator, rosinality .pt or NVIDIA .pkl (sniffed)"), "stylegan-rosinality": ("s2v.convert", "convert_rosinality", "rosinality stylegan2-pytorch .pt"), "stylegan-nvidia": ("s2v.convert", "convert_nvidia", "NVIDIA stylegan2-ada / stylegan3 .pkl")})
+CONVERTERS.update({"stylegan": ("s2v.generator", "convert_stylegan", "StyleGAN2/3 generator, rosinality .pt or NVIDIA .pkl (sniffed)"), "stylegan-rosinality": ("s2v.generator", "convert_rosinality", "rosinality stylegan2-pytorch .pt"), "stylegan-nvidia": ("s2v.generator", "convert_nvidia", "NVIDIA stylegan2-ada / stylegan3 .pkl")})
 CONVERTERS["vta-ldm"] = ("v2a.convert", "convert_vta_ldm", "VTA-LDM checkpoint folder with pytorch_model_2.bin")
 CONVERTERS.update({"s2v-seed-audio-encoder": ("s2v.audio_encoder", "convert_seed_audio_encoder", "Lee et al. CVPR 2022 / seed resnet18.pth audio encoder"), "s2v-seed-inversion": ("s2v.inversion_encoder", "convert_seed_inversion", "seed audio_inversion_.pth (pSp GradualStyleEncoder)"), "s2v-seed-walker": ("s2v.walker", "convert_seed_walker", "folder with the seed's coarse/mid/fineformer_.pth")})
 CONVERTERS.update({"audioldm-vae": ("v2a.vae", "convert_audioldm_vae", "AudioLDM mel VAE: original .ckpt or diffusers vae/ folder"), "hifigan": ("v2a.vocoder", "convert_vocoder", "HiFi-GAN vocoder: AudioLDM .ckpt / vocoder/ folder, jik876 generator")})

@@ -5,8 +5,9 @@
 * NVIDIA stylegan2-ada-pytorch / stylegan3 ``.pkl``: ``G_ema`` read through
   :mod:`.nvidia_pkl` (never executed); its parameter names are already ours.
 
-``synesthesia convert stylegan SRC -o DST`` (or ``stylegan-rosinality`` / ``stylegan-nvidia``)
-writes ``model.safetensors`` + ``config.json``.
+Each returns ``(kind, config, state)`` in our key names; building the model and writing it
+(``synesthesia convert stylegan SRC -o DST``, or ``stylegan-rosinality`` / ``stylegan-nvidia``)
+is :mod:`.generator`'s, which sits above this module and the model files.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointMismatchError, InputError
-from .generator import KIND_STYLEGAN2, KIND_STYLEGAN3, StyleGenerator, generator_from_state, save_generator
+from .style_generator import KIND_STYLEGAN2, KIND_STYLEGAN3
 
 log = logging.getLogger(__name__)
 
@@ -260,35 +261,3 @@ def nvidia_to_ours(path: Path):
         return KIND_STYLEGAN2, config, state
     raise CheckpointMismatchError(f"{path}: G_ema is neither a StyleGAN2 (synthesis.b4) nor a StyleGAN3 "
                                   "(synthesis.input) generator")
-
-
-# ---------------------------------------------------------------------------------------------
-# Converters registered with `synesthesia convert`
-# ---------------------------------------------------------------------------------------------
-def _write(kind: str, config, state: dict, dst: Path, source: str) -> Path:
-    g: StyleGenerator = generator_from_state(kind, config, state, source=source)
-    save_generator(g, dst)
-    log.info("wrote %s %dpx generator (%d W+ vectors) to %s", kind, g.resolution, g.n_latent, dst)
-    return dst
-
-
-def convert_rosinality(src: Path, dst: Path, mapping_lr: float = 0.01) -> Path:
-    kind, config, state = rosinality_to_ours(Path(src), mapping_lr=mapping_lr)
-    return _write(kind, config, state, Path(dst), str(src))
-
-
-def convert_nvidia(src: Path, dst: Path) -> Path:
-    kind, config, state = nvidia_to_ours(Path(src))
-    return _write(kind, config, state, Path(dst), str(src))
-
-
-def convert_stylegan(src: Path, dst: Path, **options) -> Path:
-    """Sniff the format (rosinality ``.pt`` or NVIDIA ``.pkl``) and convert."""
-    from .generator import _sniff
-
-    fmt = _sniff(Path(src))
-    if fmt == "torch":
-        return convert_rosinality(src, dst, **options)
-    if fmt == "nvidia":
-        return convert_nvidia(src, dst)
-    raise InputError(f"{src} is already a converted folder: load it with load_generator")

@@ -29,7 +29,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from ..errors import InputError
-from .generator import KIND_STYLEGAN2, StyleGenerator, check_noise_mode
+from .style_generator import KIND_STYLEGAN2, StyleGenerator, check_noise_mode
 from .ops import bias_act, conv2d_up2, setup_filter, upsample2d
 
 

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from .generator import KIND_STYLEGAN3, StyleGenerator, check_noise_mode
+from .style_generator import KIND_STYLEGAN3, StyleGenerator, check_noise_mode
 from .ops import filtered_lrelu
 from .stylegan2 import FullyConnectedLayer, MappingNetwork
 

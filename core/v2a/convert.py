@@ -8,7 +8,7 @@ loader. ``summary.jsonl`` beside it holds the training arguments (first line, JS
 Key map (every tensor's shape is checked against the model built from the config):
 
 =============================================  ==========================================
-VTA-LDM                                         ours (:class:`.denoiser.VTALDM`)
+VTA-LDM                                         ours (:class:`.vta_ldm.VTALDM`)
 =============================================  ==========================================
 ``unet.<name>``                                 ``unet.<name>`` (same diffusers layout)
 ``vid_fea_extractor.linear_layer.{weight,bias}`` ``video_proj.{weight,bias}``
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import CheckpointMismatchError, InputError
-from .denoiser import KIND, VTA_LDM_LARGE, DenoiserConfig, VTALDM
+from .vta_ldm import KIND, VTA_LDM_LARGE, DenoiserConfig, VTALDM
 
 log = logging.getLogger(__name__)
 

@@ -45,7 +45,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 
@@ -394,7 +394,6 @@ def _pil_processor(family: str):
 
 DINO_FOLDERS = ("grounding-dino", "grounding_dino", "groundingdino")
 SAM_FOLDERS = ("sams", "sam")
-TOKENIZER_FOLDERS = ("bert-base-uncased",)
 
 
 def _is_hf_folder(p: Path, model_type: str) -> bool:
@@ -440,29 +439,13 @@ def find_grounding_models(root: str | os.PathLike) -> tuple[Path, Path]:
     return dino, sam
 
 
-def _find_tokenizer(dino_path: Path, tokenizer) -> Any:
-    from transformers import AutoTokenizer
-
-    if tokenizer is not None and not isinstance(tokenizer, (str, os.PathLike)):
-        return tokenizer
-    cands = [Path(tokenizer)] if tokenizer is not None else []
-    if dino_path.is_dir():
-        cands.append(dino_path)
-    for base in (dino_path.parent, dino_path.parent.parent):
-        cands += [base / f for f in TOKENIZER_FOLDERS]
-    for c in cands:
-        if c.is_dir() and ((c / "vocab.txt").exists() or (c / "tokenizer.json").exists()):
-            return AutoTokenizer.from_pretrained(str(c))
-    raise ModelNotFoundError(
-        f"no BERT tokenizer for Grounding DINO {dino_path}: put google-bert/bert-base-uncased (vocab.txt) in "
-        f"{dino_path.parent / 'bert-base-uncased'} or pass tokenizer=")
-
-
 def load_grounding_dino(path: str | os.PathLike, tokenizer=None):
     """(GroundingDinoForObjectDetection, tokenizer) from an HF folder or an original ``.pth``."""
     path = Path(path)
     if not path.exists():
         raise ModelNotFoundError(f"Grounding DINO {path} does not exist")
+    from .grounding_convert import find_tokenizer
+
     if path.is_dir():
         from transformers import GroundingDinoForObjectDetection
 
@@ -471,7 +454,7 @@ def load_grounding_dino(path: str | os.PathLike, tokenizer=None):
         from .grounding_convert import load_original_grounding_dino
 
         model = load_original_grounding_dino(path)
-    return model, _find_tokenizer(path, tokenizer)
+    return model, find_tokenizer(path, tokenizer)
 
 
 def load_sam(path: str | os.PathLike):

@@ -15,6 +15,8 @@ decoder, BERT heads of 64 channels, max_text_len 256, two-stage with a shared de
 SAM's 8 mask-decoder attention heads. ``overrides`` changes any of them.
 
 Checkpoints are read only through :mod:`..safeload` (``torch.load(weights_only=True)``).
+:func:`find_tokenizer` finds the BERT tokenizer Grounding DINO needs beside its checkpoint. This
+module knows nothing of the grounders: :mod:`.grounding` loads models through it, never back.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..errors import CheckpointMismatchError, InputError
+from ..errors import CheckpointMismatchError, InputError, ModelNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -457,20 +459,41 @@ def load_original_sam(path: str | os.PathLike, overrides: Mapping[str, Any] | No
     return _from_hub_layout(SamModel, config, hf, unused, path, "SAM")
 
 
+TOKENIZER_FOLDERS = ("bert-base-uncased",)  # looked for beside a Grounding DINO checkpoint
+
+
+def find_tokenizer(dino_path: Path, tokenizer) -> Any:
+    """Grounding DINO's BERT tokenizer: ``tokenizer`` itself (an object), or the first folder with a
+    ``vocab.txt``/``tokenizer.json`` among ``tokenizer`` (a path), the DINO folder, and a
+    ``bert-base-uncased`` folder beside the checkpoint or one level up."""
+    from transformers import AutoTokenizer
+
+    if tokenizer is not None and not isinstance(tokenizer, (str, os.PathLike)):
+        return tokenizer
+    cands = [Path(tokenizer)] if tokenizer is not None else []
+    if dino_path.is_dir():
+        cands.append(dino_path)
+    for base in (dino_path.parent, dino_path.parent.parent):
+        cands += [base / f for f in TOKENIZER_FOLDERS]
+    for c in cands:
+        if c.is_dir() and ((c / "vocab.txt").exists() or (c / "tokenizer.json").exists()):
+            return AutoTokenizer.from_pretrained(str(c))
+    raise ModelNotFoundError(
+        f"no BERT tokenizer for Grounding DINO {dino_path}: put google-bert/bert-base-uncased (vocab.txt) in "
+        f"{dino_path.parent / 'bert-base-uncased'} or pass tokenizer=")
+
+
 def convert_grounding_dino(src: Path, dst: Path, tokenizer: str | os.PathLike | None = None) -> Path:
     """``synesthesia convert grounding-dino``: original ``.pth`` -> Hugging Face folder.
 
     The BERT tokenizer (``bert-base-uncased``) is copied in when found (``tokenizer`` or a
     ``bert-base-uncased`` folder beside the checkpoint), so the folder loads on its own.
     """
-    from ..errors import ModelNotFoundError
-    from .grounding import _find_tokenizer
-
     model = load_original_grounding_dino(src)
     dst.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(dst)
     try:
-        _find_tokenizer(Path(src), tokenizer).save_pretrained(dst)
+        find_tokenizer(Path(src), tokenizer).save_pretrained(dst)
     except ModelNotFoundError as e:
         log.warning("%s; copy bert-base-uncased's vocab.txt into %s before using it", e, dst)
     return dst

@@ -34,7 +34,7 @@ import torch
 
 from ..errors import InputError, ModelNotFoundError
 from ..progress import ProgressCallback
-from .denoiser import VTALDM
+from .vta_ldm import VTALDM
 from .frames import preprocess_frames, vta_frame_indices
 from .sampling import DEFAULT_GUIDANCE, DEFAULT_SCHEDULER, default_steps, scheduler_name
 from .windows import decode_windows, sample_windows

@@ -19,7 +19,7 @@ import torch
 
 from ..errors import InputError
 from ..progress import ProgressCallback
-from .denoiser import Conditions, DenoiserConfig, VTALDM
+from .vta_ldm import Conditions, DenoiserConfig, VTALDM
 
 # name -> (diffusers class, extra config, default steps)
 SCHEDULERS = {

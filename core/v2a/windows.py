@@ -24,7 +24,7 @@ import torch
 
 from ..errors import InputError
 from ..progress import ProgressCallback
-from .denoiser import Conditions, VTALDM
+from .vta_ldm import Conditions, VTALDM
 from .sampling import guided_predictor, initial_noise, make_scheduler, run_scheduler
 
 
