@@ -90,3 +90,147 @@ def test_hugging_face_cache_snapshot_links_are_accepted(tmp_path):
     px = torch.rand(1, 3, 32, 32)
     with torch.no_grad():
         assert torch.allclose(load_clip(snap).encode_pixels(px), ref(pixel_values=px).image_embeds, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------- 10.10 NVIDIA tensors
+
+
+class _View:
+    """Pickles as ``torch._utils._rebuild_tensor_v2(storage, offset, size, stride, ...)`` with any numbers."""
+
+    def __init__(self, storage, offset, size, stride):
+        self.args = (storage, offset, size, stride)
+
+    def __reduce__(self):
+        import collections
+
+        return (torch._utils._rebuild_tensor_v2, self.args + (False, collections.OrderedDict()))
+
+
+class _StorageBytes:
+    """Pickles as ``torch.storage._load_from_bytes(data)`` with any bytes."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def __reduce__(self):
+        return (torch.storage._load_from_bytes, (self.data,))
+
+
+class _System:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("true",))
+
+
+def _typed(n: int):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.arange(n, dtype=torch.float32).storage()
+
+
+def _pickle(tmp_path: Path, obj, name="net.pkl") -> Path:
+    import pickle
+
+    path = tmp_path / name
+    path.write_bytes(pickle.dumps({"G_ema": obj}, protocol=4))
+    return path
+
+
+@pytest.mark.parametrize("view,expect", [
+    ((0, (1000,), (1,)), "reaches element 999 of a storage of 4"),
+    ((3, (2,), (1,)), "reaches element 4 of a storage of 4"),
+    ((0, (2, 2), (1, 4)), "reaches element 5"),
+    ((0, (-1,), (1,)), "negative"),
+    ((-2, (2,), (1,)), "negative"),
+    ((0, (2, 2), (1,)), "do not pair up"),
+], ids=["past-end", "offset", "stride", "negative-size", "negative-offset", "rank"])
+def test_nvidia_tensor_views_outside_their_storage_are_refused(tmp_path, view, expect):
+    """torch's _rebuild_tensor trusts the view: without a check this reads memory past the storage."""
+    from synesthesia.core.s2v.nvidia_pkl import load_nvidia_pickle
+
+    path = _pickle(tmp_path, _View(_typed(4), *view))
+    with pytest.raises(UnsafeCheckpointError, match=expect) as e:
+        load_nvidia_pickle(path)
+    assert "\n" not in str(e.value) and str(path) in str(e.value)
+    ok = _pickle(tmp_path, _View(_typed(4), 1, (3,), (1,)), "ok.pkl")  # the last element exactly: fine
+    assert load_nvidia_pickle(ok)["G_ema"].tolist() == [1.0, 2.0, 3.0]
+
+
+def test_nvidia_untyped_storage_and_unsafe_storage_bytes_are_refused_in_one_line(tmp_path):
+    from synesthesia.core.s2v.nvidia_pkl import load_nvidia_pickle
+
+    untyped = _pickle(tmp_path, _View(torch.zeros(4).untyped_storage(), 0, (4,), (1,)))
+    with pytest.raises(UnsafeCheckpointError, match="untyped storage") as e:
+        load_nvidia_pickle(untyped)
+    assert "dtype'" not in str(e.value) and "\n" not in str(e.value)
+
+    import io
+
+    buf = io.BytesIO()
+    torch.save({"x": _System()}, buf)
+    evil = _pickle(tmp_path, _View(_StorageBytes(buf.getvalue()), 0, (1,), (1,)), "evil.pkl")
+    with pytest.raises(UnsafeCheckpointError) as e:
+        load_nvidia_pickle(evil)
+    assert "os.system" in str(e.value) and "weights_only" not in str(e.value) and "\n" not in str(e.value)
+
+    damaged = _pickle(tmp_path, _View(_StorageBytes(b"PK\x03\x04 not a storage"), 0, (1,), (1,)), "damaged.pkl")
+    with pytest.raises(InputError, match="damaged"):
+        load_nvidia_pickle(damaged)
+
+
+# ------------------------------------------------------------------------------- 10.6 shared references
+
+
+@pytest.fixture()
+def deadline():
+    """Fail (instead of hanging) when the body runs past the given seconds."""
+    import signal
+
+    def handler(signum, frame):
+        raise TimeoutError("took too long: the shared-reference structure was expanded")
+
+    old = signal.signal(signal.SIGALRM, handler)
+    yield lambda s: signal.setitimer(signal.ITIMER_REAL, s)
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, old)
+
+
+def test_shared_reference_lists_in_init_kwargs_are_not_expanded(tmp_path, monkeypatch, deadline):
+    """40 levels of ``b = [b, b]`` are 41 lists in the pickle and 2**40 nodes when expanded: the
+    generator converts in seconds and the structure keeps its sharing; 100 levels is refused."""
+    import tiny_stylegan
+    from synesthesia.core.s2v.generator import read_generator
+    from synesthesia.core.s2v.nvidia_pkl import load_nvidia_pickle
+
+    bomb: list = []
+    for _ in range(40):
+        bomb = [bomb, bomb]
+    orig = tiny_stylegan._nvidia_state
+
+    def with_bomb(module, src, extra=None):
+        state = orig(module, src, extra)
+        if "_init_kwargs" in state:
+            state["_init_kwargs"]["bomb"] = bomb
+        return state
+
+    monkeypatch.setattr(tiny_stylegan, "_nvidia_state", with_bomb)
+    src = tiny_stylegan.make_sg2(tiny_stylegan.TINY_SG2, seed=21)
+    tiny_stylegan.make_nvidia_pkl(tmp_path / "bomb.pkl", src)
+    deadline(60)
+    kw = load_nvidia_pickle(tmp_path / "bomb.pkl")["G_ema"].child("mapping").init_kwargs
+    assert kw["bomb"][0] is kw["bomb"][1]  # shared, as in the file
+    g = read_generator(tmp_path / "bomb.pkl")
+    wplus = src.sample_wplus(1, seed=0)
+    torch.testing.assert_close(g.synthesis(wplus), src.synthesis(wplus))
+
+    deep: list = []
+    for _ in range(100):
+        deep = [deep]
+    bomb[:] = [deep]
+    tiny_stylegan.make_nvidia_pkl(tmp_path / "deep.pkl", src)
+    with pytest.raises(UnsafeCheckpointError, match="nested more than"):
+        load_nvidia_pickle(tmp_path / "deep.pkl")["G_ema"].child("mapping").init_kwargs

@@ -54,7 +54,9 @@ class PersistentObject:
     @property
     def init_kwargs(self) -> dict:
         kw = self.state.get("_init_kwargs") or {}
-        return {k: to_python(v) for k, v in dict(kw).items()}
+        if not isinstance(kw, dict):
+            raise InputError(f"the init kwargs of a pickled {self.class_name} are a {type(kw).__name__}, not a dict")
+        return to_python(dict(kw))
 
     @property
     def children(self) -> dict[str, "PersistentObject"]:
@@ -141,42 +143,110 @@ def _np_scalar(dtype, raw=None):
     return np.frombuffer(bytes(raw), dtype=dtype.np())[0].item()
 
 
-def to_python(v: Any) -> Any:
-    """Unwrap numpy stand-ins and containers into plain Python / numpy values."""
+MAX_DEPTH = 64  # nesting of containers in hyper-parameters (NVIDIA's are 3 deep at most)
+MAX_NODES = 1_000_000  # distinct containers and values unwrapped from one pickle's hyper-parameters
+
+
+def to_python(v: Any, _memo: dict | None = None, _depth: int = 0) -> Any:
+    """Unwrap numpy stand-ins and containers into plain Python / numpy values.
+
+    A pickle can share one list between many places (``a = [b, b]; b = [c, c] ...``): read naively,
+    40 such levels are 2**40 nodes. Each container is unwrapped once (``_memo``, by identity) and its
+    result shared in the same way, so the work is the size of the pickle; nesting deeper than
+    :data:`MAX_DEPTH` is refused.
+    """
+    memo: dict = {} if _memo is None else _memo
+    if not isinstance(v, (_NumpyArray, EasyDict, list, tuple, dict, np.generic)):
+        return v
+    key = id(v)
+    if key in memo:
+        return memo[key][1]
+    if _depth > MAX_DEPTH:
+        raise UnsafeCheckpointError(f"hyper-parameters in the pickle are nested more than {MAX_DEPTH} deep; "
+                                    "NVIDIA network pickles are not")
+    if len(memo) > MAX_NODES:
+        raise UnsafeCheckpointError(f"hyper-parameters in the pickle hold more than {MAX_NODES} values; "
+                                    "NVIDIA network pickles do not")
     if isinstance(v, _NumpyArray):
-        return v.value
-    if isinstance(v, EasyDict):
-        return {k: to_python(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return type(v)(to_python(x) for x in v)
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
+        out: Any = v.value
+    elif isinstance(v, np.generic):
+        out = v.item()
+    elif isinstance(v, dict):  # EasyDict and plain dicts (init kwargs nest both)
+        out = {}
+        memo[key] = (v, out)  # keep v alive so its id is not reused while unwrapping
+        for k, x in v.items():
+            out[k] = to_python(x, memo, _depth + 1)
+        return out
+    elif isinstance(v, list):
+        out = []
+        memo[key] = (v, out)
+        out.extend(to_python(x, memo, _depth + 1) for x in v)
+        return out
+    else:  # tuple: immutable, so a tuple that contains itself cannot be built by pickle
+        out = tuple(to_python(x, memo, _depth + 1) for x in v)
+    memo[key] = (v, out)
+    return out
 
 
 def _load_storage(data: bytes):
+    from ..safeload import _refusal_reason
+
     if not isinstance(data, (bytes, bytearray)):
         raise UnsafeCheckpointError("a tensor storage in the pickle is not raw bytes")
     try:
         return torch.load(io.BytesIO(bytes(data)), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise UnsafeCheckpointError(f"a tensor storage in the pickle asks for more than data ({str(e).splitlines()[0]})") from None
+    except pickle.UnpicklingError as e:  # never repeat torch's advice to load it with weights_only=False
+        raise UnsafeCheckpointError(f"a tensor storage in the pickle {_refusal_reason(e)}, which is not tensor data; "
+                                    "refusing it") from None
+    except Exception as e:  # torch raises KeyError, RuntimeError ... on damaged bytes
+        if "UntypedStorage" in str(e):  # a saved UntypedStorage: torch cannot rebuild it (no dtype)
+            raise UnsafeCheckpointError("a tensor in the pickle is built on an untyped storage (raw bytes without a "
+                                        "dtype); NVIDIA network pickles store typed storages") from None
+        raise InputError("a tensor storage in the pickle is damaged (its bytes are not a saved storage)") from None
 
 
-def _check_storage(storage):
-    if not isinstance(storage, (torch.UntypedStorage, torch.TypedStorage)):
+def _check_storage(storage) -> int:
+    """The storage's length in elements; it must be typed (NVIDIA pickles save typed storages)."""
+    if isinstance(storage, torch.UntypedStorage):
+        raise UnsafeCheckpointError("a tensor in the pickle is built on an untyped storage (raw bytes without a "
+                                    "dtype); NVIDIA network pickles store typed storages")
+    if not isinstance(storage, torch.TypedStorage):
         raise UnsafeCheckpointError(f"tensor rebuilt from a {type(storage).__name__}, not a storage")
+    return int(storage.size())
+
+
+def _check_view(storage, storage_offset, size, stride) -> tuple[int, tuple[int, ...], tuple[int, ...]]:
+    """Offset, size and stride as ints, refusing views that reach outside their storage.
+
+    torch's ``_rebuild_tensor`` trusts them: a view past the end reads whatever memory follows."""
+    n = _check_storage(storage)
+    try:
+        offset = int(storage_offset)
+        size = tuple(int(x) for x in size)
+        stride = tuple(int(x) for x in stride)
+    except (TypeError, ValueError, OverflowError):
+        raise UnsafeCheckpointError("a tensor in the pickle has a size, stride or offset that is not integers") from None
+    if len(size) != len(stride) or len(size) > 16:
+        raise UnsafeCheckpointError(f"a tensor in the pickle has size {size} and stride {stride}, which do not pair up")
+    if offset < 0 or any(x < 0 for x in size) or any(x < 0 for x in stride):
+        raise UnsafeCheckpointError(f"a tensor in the pickle has a negative size, stride or offset "
+                                    f"(size {size}, stride {stride}, offset {offset})")
+    if all(x > 0 for x in size):
+        last = offset + sum((x - 1) * st for x, st in zip(size, stride))
+        if last >= n:
+            raise UnsafeCheckpointError(f"a tensor in the pickle (size {size}, stride {stride}, offset {offset}) "
+                                        f"reaches element {last} of a storage of {n}: the file is damaged or forged")
+    return offset, size, stride
 
 
 def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None):
-    _check_storage(storage)
-    return torch._utils._rebuild_tensor_v2(storage, int(storage_offset), tuple(size), tuple(stride), False,
-                                           collections.OrderedDict())
+    offset, size, stride = _check_view(storage, storage_offset, size, stride)
+    return torch._utils._rebuild_tensor_v2(storage, offset, size, stride, False, collections.OrderedDict())
 
 
 def _rebuild_tensor(storage, storage_offset, size, stride):
-    _check_storage(storage)
-    return torch._utils._rebuild_tensor(storage, int(storage_offset), tuple(size), tuple(stride))
+    offset, size, stride = _check_view(storage, storage_offset, size, stride)
+    return torch._utils._rebuild_tensor(storage, offset, size, stride)
 
 
 def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, state=None):
@@ -243,8 +313,10 @@ def load_nvidia_pickle(path: str | os.PathLike) -> dict:
             data = RestrictedUnpickler(fh).load()
     except UnsafeCheckpointError as e:
         raise UnsafeCheckpointError(f"{path}: {e}") from None
+    except InputError as e:
+        raise InputError(f"{path}: {e}; download it again") from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
-            RuntimeError) as e:
+            RuntimeError, RecursionError, MemoryError) as e:
         raise InputError(f"{path} is not a readable network pickle ({type(e).__name__}: {e}): download it again") from None
     if not isinstance(data, dict):
         raise InputError(f"{path} holds a {type(data).__name__}, not NVIDIA's dict(G=..., G_ema=...): "
