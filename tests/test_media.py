@@ -258,8 +258,9 @@ def test_seek_landing_late_falls_back_to_decoding_from_the_start(tmp_path, monke
     wav = mf.write_audio_file(tmp_path / "c.wav", mf.clicks(SR, 4.0, [int(2.6 * SR)]), SR)
     want_frames, _ = media.read_frames(video, start=2.5, duration=0.2)
     want_audio, _ = media.read_audio(wav, start=2.5, duration=0.5)
-    real_open = media._open
-    monkeypatch.setattr(media, "_open", lambda p: _LateSeek(real_open(p)))
+    real_open = media.container.open_container
+    for reader in (media.info, media.audio, media.video):  # every reader opens files through it
+        monkeypatch.setattr(reader, "open_container", lambda p: _LateSeek(real_open(p)))
     frames, t = media.read_frames(video, start=2.5, duration=0.2)
     assert [mf.frame_index(f) for f in frames] == [63, 64, 65, 66, 67] == [mf.frame_index(f) for f in want_frames]
     audio, _ = media.read_audio(wav, start=2.5, duration=0.5)
@@ -375,7 +376,7 @@ def test_write_video_round_trip_frames_and_audio(tmp_path):
     assert a.shape == (1, 2 * SR)  # trimmed/padded to the video's 2.0 s, to the sample
     assert abs(int(a[0].abs().argmax()) - 8000) <= 2  # the click did not move (AAC priming handled)
     assert float(a[0, 12000:].abs().max()) < 1e-3  # padding is silence
-    assert media._video_codec() == "libx264"
+    assert media.write._video_codec() == "libx264"
     raw = out.read_bytes()
     assert raw.find(b"moov") < raw.find(b"mdat")  # faststart: index first, plays while downloading
     import av

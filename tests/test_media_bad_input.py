@@ -253,12 +253,12 @@ def test_failure_while_writing_leaves_nothing(bad, tmp_path, monkeypatch):
         assert any(p.name.startswith(".o.") for p in tmp_path.iterdir())  # the temp file is there
         raise RuntimeError("encoder failed")
 
-    monkeypatch.setattr(media._AacTrack, "finish", explode)
+    monkeypatch.setattr(media.write._AacTrack, "finish", explode)
     with pytest.raises(RuntimeError, match="encoder failed"):
         media.mux_audio(bad["silent_video"], np.zeros((1, 1600), np.float32), 16000, target)
     with pytest.raises(RuntimeError, match="encoder failed"):
         media.write_video(target, np.zeros((3, 16, 16, 3), np.uint8), 10, audio=np.zeros((1, 10), np.float32), sample_rate=16000)
-    monkeypatch.setattr(media, "_layout", explode)
+    monkeypatch.setattr(media.write, "_layout", explode)
     with pytest.raises(RuntimeError, match="encoder failed"):
         media.write_audio(tmp_path / "o.wav", np.zeros((1, 100), np.float32), 16000)
     assert list(tmp_path.iterdir()) == []
