@@ -24,6 +24,8 @@ COMMAND_MODULES = (
     "s2v",  # animate, train-s2v, eval-s2v: sound -> video
     "v2a",  # foley, train-v2a: video -> audio
     "v2a_eval",  # eval-v2a: FD, FAD, KL, AV-Align of generated Foley
+    "stylegan_train",  # train-stylegan: a small StyleGAN2 from scratch
+    "toyscape",  # toyscape: the procedural sound+video world the default models train on
 )
 
 
