@@ -4,16 +4,20 @@ Each group of subcommands lives in a module under ``core/commands`` that exposes
 ``register(subparsers)``; a subcommand sets ``func(args) -> int``. Hosts add their own groups as
 extra ``register`` callables: the ``synesthesia`` entry point (:mod:`synesthesia.cli`) adds the
 ones that run ComfyUI nodes headless and package the Blender add-on. Bad input exits 2 with a
-one-line message (``--debug`` shows the traceback); success exits 0.
+one-line message (``--debug`` shows the traceback); success exits 0. Ctrl-C exits 130 and SIGTERM
+(``timeout``, systemd, Slurm, ``docker stop``) 143, each after the same clean-up: every writer's
+hidden temporary file is removed.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import signal
 import sys
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from .errors import SynesthesiaError
 
@@ -30,6 +34,28 @@ COMMAND_MODULES = (
 
 
 Registrar = Callable[[argparse._SubParsersAction], None]
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt, so the same clean-up runs."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """Turn SIGTERM into :class:`Terminated` while a command runs (main thread only)."""
+    try:
+        previous, installed = signal.signal(signal.SIGTERM, _raise_terminated), True
+    except ValueError:  # not the main thread: signals are not ours to handle
+        previous, installed = None, False
+    try:
+        yield
+    finally:
+        if installed:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def build_parser(extra: Sequence[Registrar] = ()) -> argparse.ArgumentParser:
@@ -61,10 +87,14 @@ def main(argv: Sequence[str] | None = None, extra: Sequence[Registrar] = ()) -> 
         parser.print_help()
         return 0
     try:
-        return int(args.func(args) or 0)
+        with _sigterm_raises():
+            return int(args.func(args) or 0)
     except BrokenPipeError:  # output piped into e.g. `head`, which closed early
         sys.stderr.close()
         return 0
+    except Terminated:
+        print("synesthesia: terminated (SIGTERM)", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("synesthesia: interrupted", file=sys.stderr)
         return 130
