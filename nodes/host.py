@@ -186,13 +186,22 @@ def output_dir(kind: str = "output") -> Path:
 
 
 # ------------------------------------------------------------------------ device and memory
+_HEADLESS_DEVICE = "auto"  # outside ComfyUI: the device the runner asked for (the Blender worker sets it)
+
+
+def set_headless_device(name: str = "auto") -> None:
+    """Outside ComfyUI, load models on ``name`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``)."""
+    global _HEADLESS_DEVICE
+    _HEADLESS_DEVICE = name or "auto"
+
+
 def torch_device():
-    """ComfyUI's compute device when inside ComfyUI, else core's automatic choice."""
+    """ComfyUI's compute device when inside ComfyUI, else core's choice (automatic unless a runner set one)."""
     if _mm is not None:
         return _mm.get_torch_device()
     from ..core.device import select_device
 
-    return select_device("auto")
+    return select_device(_HEADLESS_DEVICE)
 
 
 def install_free_memory_hook() -> bool:
