@@ -32,7 +32,8 @@ def _run_worker(args) -> int:
 
 
 def build_addon_zip(out) -> Path:
-    """Zip ``blender_addon/`` as a Blender extension package (manifest at the zip's root), atomically."""
+    """Zip ``blender_addon/`` as a Blender extension package (manifest at the zip's root), atomically,
+    with the shipped API workflows under ``workflows/`` (the add-on's ComfyUI backend submits them)."""
     import zipfile
 
     from ..core.fsutil import atomic_path
@@ -46,6 +47,10 @@ def build_addon_zip(out) -> Path:
             for f in sorted(src.rglob("*")):
                 if f.is_file() and "__pycache__" not in f.parts and f.suffix != ".pyc":
                     z.write(f, f.relative_to(src).as_posix())
+            # the shipped API workflows, which the add-on submits to a ComfyUI server
+            for f in sorted(set((src.parent / "workflows").glob("*_api.json"))
+                            | set((src.parent / "workflows" / "api").glob("*_api.json"))):
+                z.write(f, f"workflows/{f.name}")
     return out
 
 
