@@ -1,11 +1,12 @@
-"""Synesthesia for Blender: a "Generate Sound" button in the Video Sequence Editor.
+"""Synesthesia for Blender: "Generate Sound" and "Generate Video from Sound" in the Video Sequence Editor.
 
-It makes Foley for the selected movie strips with the Synesthesia worker (a subprocess in the
-Python environment where Synesthesia and torch are installed, chosen in the preferences) and
-lays the sound strips in the timeline. Blender's own Python never imports torch.
+It makes Foley for the selected movie strips (timed to the picture as it plays) and videos for
+the selected sound strips with the Synesthesia worker (a subprocess in the Python environment
+where Synesthesia and torch are installed, chosen in the preferences), and lays each new take in
+the timeline. Blender's own Python never imports torch.
 
 ``bpy`` is imported only by ``register()`` and the UI modules, so the plain-data helpers
-(``jobs``, ``worker_client``) can be imported and tested outside Blender.
+(``jobs``, ``timing``, ``worker_client``) can be imported and tested outside Blender.
 """
 
 
@@ -16,6 +17,8 @@ def _classes():
         preferences.SynesthesiaPreferences,
         properties.SynesthesiaSceneSettings,
         operators.SYNESTHESIA_OT_generate_sound,
+        operators.SYNESTHESIA_OT_generate_video,
+        operators.SYNESTHESIA_OT_check,
         panels.SEQUENCER_PT_synesthesia,
     )
 

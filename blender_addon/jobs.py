@@ -1,59 +1,102 @@
-"""Plain-data job descriptions for the "Generate Sound" operator (no ``bpy`` import here).
+"""Plain-data job descriptions for the add-on's operators (no ``bpy`` import here).
 
-The operator takes a snapshot of each selected movie strip on the main thread — a dict of plain
-values — and the worker only ever sees those dicts. When a result comes back, the placement of
-the new sound strip is computed from the same snapshot.
+The operators take a snapshot of each selected strip on the main thread — a dict of plain values
+— and the worker only ever sees those dicts. When a result comes back, the new strip is placed
+from the same snapshot.
 
-Timing: Blender maps movie frames one to one onto timeline frames, so the visible part of a
-strip starts ``frame_offset_start`` movie frames into the file and lasts ``frame_final_duration``
-frames, both at the movie's own frame rate. The sound strip is laid at ``frame_final_start`` on
-the first free channel above the movie.
+Timing (see :mod:`.timing`): a movie strip's snapshot lists, for every timeline frame of its
+visible span, the file frame Blender shows there (trims, reversal, strobe, a Speed effect), so
+the worker conditions on the picture as played; the sound lasts the span exactly:
+``frames * fps_base / fps`` seconds at the scene's rate.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-from typing import Any, Iterable, Mapping
+import re
+from typing import Any, Iterable, Mapping, Optional
+
+from . import timing
 
 
-def snapshot_strip(strip: Any, scene_fps: float, abspath) -> dict:
-    """Everything the worker and the placement need from one movie strip, as plain values."""
-    fps = float(getattr(strip, "fps", 0.0) or scene_fps)
-    start = float(strip.frame_offset_start) / fps
-    duration = float(strip.frame_final_duration) / fps
+def scene_rate(fps: int, fps_base: float) -> float:
+    """Frames per second of a scene (``render.fps / render.fps_base``: 30 / 1.001 is 29.97)."""
+    return float(fps) / float(fps_base)
+
+
+def snapshot_movie(strip: Any, fps: int, fps_base: float, abspath, speed=None, retiming=None,
+                   content_length=None) -> dict:
+    """Everything the worker and the placement need from one movie strip, as plain values.
+
+    ``speed``: the unmuted Speed effect over the strip (:func:`.timing.find_speed_effect`), if any;
+    ``retiming``/``content_length``: its retiming keys (:func:`.timing.content_index`), if any.
+    """
+    owner = speed if speed is not None else strip
+    frames = timing.played_frames(strip, speed, retiming, content_length)
+    n = len(frames)
     return {
         "name": strip.name,
         "video": abspath(strip.filepath),
-        "fps": fps,
-        "scene_fps": float(scene_fps),
-        "start": round(start, 6),
-        "duration": round(duration, 6),
+        "frames": frames,  # file frame shown at each timeline frame of the span
+        "source_fps": float(getattr(strip, "fps", 0.0) or 0.0),  # the movie's own rate
+        "fps": scene_rate(fps, fps_base),
+        "duration": n * float(fps_base) / float(fps),  # seconds of sound: the span, exactly
+        "frame_final_start": int(owner.frame_final_start),
+        "frame_count": n,
+        "channel": max(int(strip.channel), int(owner.channel)),
+    }
+
+
+def snapshot_sound(strip: Any, fps: int, fps_base: float, abspath) -> dict:
+    """A sound strip's visible span: the file window heard there (sound strips play in scene time)."""
+    rate = scene_rate(fps, fps_base)
+    n = int(strip.frame_final_duration)
+    offset = float(strip.frame_final_start) - float(strip.frame_start)  # frames trimmed at the left
+    sound = getattr(strip, "sound", None)
+    return {
+        "name": strip.name,
+        "audio": abspath(sound.filepath if sound is not None else ""),
+        "start": offset / rate + float(getattr(strip, "sound_offset", 0.0) or 0.0),
+        "fps": rate,
+        "fps_fraction": [int(fps), float(fps_base)],
+        "duration": n * float(fps_base) / float(fps),
         "frame_final_start": int(strip.frame_final_start),
+        "frame_count": n,
         "channel": int(strip.channel),
     }
 
 
-def output_path(folder: str, snap: Mapping[str, Any]) -> str:
-    """A stable wav name per (file, window) so regenerating replaces rather than piles up."""
-    key = f"{snap['video']}|{snap['start']:.6f}|{snap['duration']:.6f}"
-    digest = hashlib.sha1(key.encode()).hexdigest()[:10]
-    stem = os.path.splitext(os.path.basename(snap["video"]))[0]
-    return os.path.join(folder, f"{stem}.foley.{digest}.wav")
+_UNSAFE = re.compile(r'[\\/:*?"<>|\x00-\x1f]+')
 
 
-def make_jobs(snaps: Iterable[Mapping[str, Any]], folder: str, settings: Mapping[str, Any]) -> list[dict]:
-    jobs = []
+def take_path(folder: str, name: str, kind: str = "foley", ext: str = ".wav",
+              existing: Optional[Iterable[str]] = None) -> str:
+    """``<folder>/<name> <kind> take N<ext>`` with N one above every take of that name already there.
+
+    A take never replaces an earlier one; ``existing`` (file names) defaults to the folder's listing.
+    """
+    stem = _UNSAFE.sub("_", name).strip(" .") or "strip"
+    if existing is None:
+        existing = os.listdir(folder) if os.path.isdir(folder) else []
+    pattern = re.compile(re.escape(f"{stem} {kind} take ") + r"(\d+)\.[^.]+$")
+    taken = [int(m.group(1)) for f in existing if (m := pattern.match(f))]
+    return os.path.join(folder, f"{stem} {kind} take {max(taken, default=0) + 1}{ext}")
+
+
+def make_jobs(snaps: Iterable[Mapping[str, Any]], folder: str, settings: Mapping[str, Any], op: str = "foley",
+              kind: str = "foley", ext: str = ".wav") -> list[dict]:
+    """One worker request per snapshot, each writing a new take in ``folder`` (nothing created here)."""
+    jobs, planned = [], []
+    existing = os.listdir(folder) if os.path.isdir(folder) else []
     for i, snap in enumerate(snaps):
-        jobs.append({
-            "op": "foley",
-            "id": f"job{i}",
-            "video": snap["video"],
-            "start": snap["start"],
-            "duration": snap["duration"],
-            "out": output_path(folder, snap),
-            **{k: v for k, v in settings.items() if v not in (None, "")},
-        })
+        out = take_path(folder, snap["name"], kind, ext, existing + planned)
+        planned.append(os.path.basename(out))
+        job = {"op": op, "id": f"job{i}", "out": out}
+        for key in ("video", "frames", "source_fps", "fps", "duration", "audio", "start", "fps_fraction"):
+            if key in snap:
+                job[key] = snap[key]
+        job.update({k: v for k, v in settings.items() if v not in (None, "")})
+        jobs.append(job)
     return jobs
 
 

@@ -1,89 +1,254 @@
-"""The "Generate Sound" operator: Foley for the selected movie strips, laid in the timeline.
+"""The operators: Generate Sound (Foley for movie strips), Generate Video from Sound, Check.
 
 Main thread only touches ``bpy``: it snapshots the selected strips into plain dicts, hands them
 to the worker process, drains the worker's messages on a timer (modal operator) or in a loop
-(``execute``, for scripts and background mode), and adds one sound strip per finished job.
-Esc (or Cancel) stops the worker's current job; nothing half-written is left (the worker writes
-each file under a temporary name and renames it when complete).
+(``execute``, for scripts and background mode), and adds one strip per finished job. Esc (or
+Cancel) stops the worker; nothing half-written is left: the worker writes into a temporary
+folder this run owns (removed at the end, whatever happened) and moves each finished file to a
+new take name, creating the output folder only then.
+
+Each failure is one line, in the status bar (``report``) and in the panel (``status``), with the
+worker's last stderr line and exit code when it stopped.
 """
 
 from __future__ import annotations
 
 import os
 import queue
+import shutil
+import tempfile
 import time
 
 import bpy
 
 from . import jobs as jobs_mod
-from . import preferences
+from . import preferences, timing
+from .comfy_client import ComfyClient
 from .worker_client import WorkerClient, WorkerError
 
 
-def _all_strips(editor):
-    strips = getattr(editor, "strips_all", None)
+def all_strips(editor):
+    strips = getattr(editor, "strips_all", None)  # 4.4+
     return strips if strips is not None else editor.sequences_all
 
 
-def _top_strips(editor):
+def top_strips(editor):
     strips = getattr(editor, "strips", None)
     return strips if strips is not None else editor.sequences
 
 
 def selected_movie_strips(scene):
+    """Selected movie strips, and the movies under selected Speed effects (each once)."""
     editor = scene.sequence_editor
     if editor is None:
         return []
-    return [s for s in _all_strips(editor) if s.select and s.type == "MOVIE"]
+    out = []
+    for s in all_strips(editor):
+        if not s.select:
+            continue
+        movie = s if s.type == "MOVIE" else getattr(s, "input_1", None) if s.type == "SPEED" else None
+        if movie is not None and movie.type == "MOVIE" and all(m.name != movie.name for m in out):
+            out.append(movie)
+    return out
 
 
-def _output_folder(prefs) -> str:
+def selected_sound_strips(scene):
+    editor = scene.sequence_editor
+    if editor is None:
+        return []
+    return [s for s in all_strips(editor) if s.select and s.type == "SOUND"]
+
+
+def output_folder(prefs) -> str:
+    """Where takes go (not created here: the worker makes it when it writes a file)."""
     folder = prefs.output_dir or "//foley/"
     if folder.startswith("//") and not bpy.data.filepath:
-        folder = os.path.join(bpy.app.tempdir or os.path.expanduser("~"), "synesthesia_foley")
-    folder = bpy.path.abspath(folder)
-    os.makedirs(folder, exist_ok=True)
-    return folder
+        folder = os.path.join(bpy.app.tempdir or tempfile.gettempdir(), "synesthesia_foley")
+    return os.path.normpath(bpy.path.abspath(folder))
 
 
-def _settings(scene, prefs) -> dict:
+def blend_relative(path: str) -> str:
+    """``//``-relative to the saved .blend when it is (a path on another drive stays absolute)."""
+    if not bpy.data.filepath:
+        return path
+    try:
+        return bpy.path.relpath(path)
+    except ValueError:
+        return path
+
+
+def make_client(prefs):
+    """The ComfyUI server when the preferences name one, else the worker in the Synesthesia Python."""
+    if prefs.comfyui_url.strip():
+        return ComfyClient(prefs.comfyui_url)
+    env = {"SYNESTHESIA_MODELS": bpy.path.abspath(prefs.models_dir)} if prefs.models_dir else {}
+    return WorkerClient(bpy.path.abspath(prefs.python_path), env)
+
+
+def _settings(scene, prefs, kind: str) -> dict:
     s = scene.synesthesia
-    return {
-        "prompt": s.prompt, "negative_prompt": s.negative_prompt, "steps": s.steps,
-        "guidance": s.guidance, "seed": s.seed, "device": prefs.device,
-        "workflow": bpy.path.abspath(prefs.workflow) if prefs.workflow else "",
-    }
+    common = {"device": prefs.device, "models_dir": bpy.path.abspath(prefs.models_dir) if prefs.models_dir else ""}
+    if kind == "video":
+        return {**common, "prompt": s.video_prompt, "seed": s.seed,
+                "workflow_s2v": bpy.path.abspath(prefs.workflow_s2v) if prefs.workflow_s2v else ""}
+    return {**common, "prompt": s.prompt, "negative_prompt": s.negative_prompt, "steps": s.steps,
+            "guidance": s.guidance, "seed": s.seed,
+            "workflow": bpy.path.abspath(prefs.workflow) if prefs.workflow else ""}
 
 
-def place_sound(scene, snap: dict, wav: str):
-    """Add the generated file as a sound strip at the movie's visible start, on a free channel."""
+def _speed_factor_curve(scene, effect):
+    """The F-curve animating the effect's speed factor, else None."""
+    anim = scene.animation_data
+    action = anim.action if anim is not None else None
+    if action is None:
+        return None
+    paths = {f'sequence_editor.{c}["{effect.name}"].speed_factor' for c in ("strips_all", "sequences_all")}
+    curves = getattr(action, "fcurves", None)
+    if curves is None:  # 5.0: layered actions keep curves per slot
+        try:
+            from bpy_extras import anim_utils
+
+            bag = anim_utils.action_get_channelbag_for_slot(action, anim.action_slot)
+            curves = bag.fcurves if bag is not None else ()
+        except (ImportError, AttributeError):
+            curves = ()
+    for fc in curves:
+        if fc.data_path in paths:
+            return fc
+    return None
+
+
+def snapshot_movie(scene, strip) -> dict:
     editor = scene.sequence_editor
-    length = int(round(snap["duration"] * scene.render.fps / scene.render.fps_base))
-    occupied = [(s.channel, s.frame_final_start, s.frame_final_end) for s in _all_strips(editor)]
-    channel = jobs_mod.free_channel(occupied, snap["channel"], snap["frame_final_start"],
-                                    snap["frame_final_start"] + max(length, 1))
-    strip = _top_strips(editor).new_sound(f"{snap['name']} Foley", wav, channel, snap["frame_final_start"])
+    retiming = content_length = None
+    if _retimed(strip):
+        retiming = retiming_keys(strip)
+        content_length = _content_length(editor, strip)
+    speed = timing.find_speed_effect(all_strips(editor), strip)
+    if speed is not None and speed.speed_control == "MULTIPLY" and _speed_factor_curve(scene, speed) is not None:
+        raise WorkerError(f"Speed effect {speed.name!r} has an animated speed factor, which the add-on cannot time "
+                          "exactly: use a constant factor, Stretch, or split the strip where the speed changes")
+    try:
+        return jobs_mod.snapshot_movie(strip, scene.render.fps, scene.render.fps_base, bpy.path.abspath, speed,
+                                       retiming, content_length)
+    except timing.TimingError as e:
+        raise WorkerError(str(e)) from None
+
+
+# SeqRetimingKey (DNA_sequence_types.h): double strip_frame_index; int flag; then the float
+# retiming_factor, at byte 16 in 4.2-4.5 (after an int of padding) and at byte 12 in 5.0. The
+# Python API exposes only ``timeline_frame``, so the keys are read from their addresses, and a
+# layout is used only if every value agrees with what the API says and with Blender's invariants
+# (first key at content fraction 0, last at 1, never decreasing); otherwise the strip is refused.
+_KEY_FACTOR_OFFSETS = (16, 12)
+_TRANSITION_FLAGS = 1 | 2  # SEQ_SPEED_TRANSITION_IN | SEQ_SPEED_TRANSITION_OUT
+
+
+def retiming_keys(strip) -> list[tuple[float, float]]:
+    """``(strip_frame_index, content_fraction)`` of each retiming key, or raise saying why not."""
+    import ctypes
+
+    keys = list(strip.retiming_keys)
+    raw = [(k.as_pointer(), float(k.timeline_frame)) for k in keys]
+    indices = [ctypes.c_double.from_address(p).value for p, _ in raw]
+    flags = [ctypes.c_int.from_address(p + 8).value for p, _ in raw]
+    agree = len(raw) >= 2 and all(abs(strip.frame_start + i - t) <= 0.5 for i, (_, t) in zip(indices, raw))
+    for offset in _KEY_FACTOR_OFFSETS if agree else ():
+        factors = [ctypes.c_float.from_address(p + offset).value for p, _ in raw]
+        if abs(factors[0]) < 1e-6 and abs(factors[-1] - 1) < 1e-6 and factors == sorted(factors):
+            break
+    else:
+        raise WorkerError(f"strip {strip.name!r} has retiming keys that could not be read in Blender "
+                          f"{bpy.app.version_string}: apply the retiming (or use a Speed effect) before generating")
+    if bpy.app.version >= (5, 0, 0):
+        # Blender 5.0 reads the keys (byte 12) but shows other frames in retimed segments than the
+        # 4.x evaluation gives (checked by rendering a 4.5 file with retiming keys in 5.0.1).
+        raise WorkerError(f"strip {strip.name!r} has retiming keys, whose timing in Blender {bpy.app.version_string} "
+                          "the add-on does not reproduce exactly yet: apply the retiming (or use a Speed effect)")
+    if any(f & _TRANSITION_FLAGS for f in flags):
+        raise WorkerError(f"strip {strip.name!r} has a smooth speed transition between retiming keys, which the "
+                          "add-on cannot time exactly: use sharp speed changes (or apply the retiming)")
+    return [(float(i), float(f)) for i, f in zip(indices, factors)]
+
+
+def _content_length(editor, strip) -> int:
+    """The strip's content frames without retiming (a throwaway strip of the same file says how many)."""
+    strips = top_strips(editor)
+    probe = strips.new_movie("synesthesia-probe", strip.filepath, 128, int(strip.frame_start))
+    try:
+        full = int(probe.frame_duration)
+    finally:
+        strips.remove(probe)
+    return full - int(strip.animation_offset_start) - int(strip.animation_offset_end)
+
+
+def _retimed(strip) -> bool:
+    keys = list(getattr(strip, "retiming_keys", ()))
+    if not keys:
+        return False
+    # two keys at the content's ends are Blender's "no retiming"
+    return not (len(keys) == 2 and keys[0].timeline_frame == strip.frame_start
+                and keys[1].timeline_frame == strip.frame_start + strip.frame_duration - 1)
+
+
+def place_strip(scene, snap: dict, path: str, kind: str):
+    """Add the new take at the source strip's visible start, on the first free channel above it, as long as it."""
+    editor = scene.sequence_editor
+    start, length = snap["frame_final_start"], max(int(snap["frame_count"]), 1)
+    occupied = [(s.channel, s.frame_final_start, s.frame_final_end) for s in all_strips(editor)]
+    channel = jobs_mod.free_channel(occupied, snap["channel"], start, start + length)
+    name = os.path.splitext(os.path.basename(path))[0]
+    strips = top_strips(editor)
+    if kind == "video":
+        strip = strips.new_movie(name, blend_relative(path), channel, start)
+    else:
+        strip = strips.new_sound(name, blend_relative(path), channel, start)
+    if strip.frame_final_duration > length:  # a frame's rounding in the file's length: keep the span exact
+        strip.frame_final_duration = length
     return strip
+
+
+LAST_RESULTS: list[dict] = []  # the worker's "done" messages of the latest run (for scripts and tests)
+
+KINDS = {
+    # kind: (worker op, file kind in the take name, extension, what it needs)
+    "foley": ("foley", "foley", ".wav", "movie"),
+    "video": ("sound_to_video", "video", ".mp4", "sound"),
+}
 
 
 class _Run:
     """One batch of jobs in flight (lives on the operator, used on the main thread only)."""
 
-    def __init__(self, context):
+    def __init__(self, context, kind: str):
         scene = context.scene
         prefs = preferences.get(context)
-        strips = selected_movie_strips(scene)
-        if not strips:
-            raise WorkerError("select one or more movie strips first")
-        fps = scene.render.fps / scene.render.fps_base
-        self.snaps = [jobs_mod.snapshot_strip(s, fps, bpy.path.abspath) for s in strips]
-        missing = [s["video"] for s in self.snaps if not os.path.isfile(s["video"])]
-        if missing:
-            raise WorkerError(f"movie file not found: {missing[0]}")
-        self.jobs = jobs_mod.make_jobs(self.snaps, _output_folder(prefs), _settings(scene, prefs))
-        env = {"SYNESTHESIA_MODELS": bpy.path.abspath(prefs.models_dir)} if prefs.models_dir else {}
-        self.client = WorkerClient(bpy.path.abspath(prefs.python_path), env)
+        op, file_kind, ext, needs = KINDS[kind]
+        self.kind = kind
+        if needs == "movie":
+            strips = selected_movie_strips(scene)
+            if not strips:
+                raise WorkerError("select one or more movie strips first")
+            self.snaps = [snapshot_movie(scene, s) for s in strips]
+            missing = [s["video"] for s in self.snaps if not os.path.isfile(s["video"])]
+            if missing:
+                raise WorkerError(f"movie file not found: {missing[0]}")
+        else:
+            strips = selected_sound_strips(scene)
+            if not strips:
+                raise WorkerError("select one or more sound strips first")
+            self.snaps = [jobs_mod.snapshot_sound(s, scene.render.fps, scene.render.fps_base, bpy.path.abspath)
+                          for s in strips]
+            missing = [s["audio"] for s in self.snaps if not os.path.isfile(s["audio"])]
+            if missing:
+                raise WorkerError(f"sound file not found: {missing[0]}")
+        LAST_RESULTS.clear()
+        self.folder = output_folder(prefs)
+        self.jobs = jobs_mod.make_jobs(self.snaps, self.folder, _settings(scene, prefs, kind), op, file_kind, ext)
+        self.client = make_client(prefs)  # raises before anything is made
+        self.tmp = tempfile.mkdtemp(prefix="synesthesia-", dir=bpy.app.tempdir or None)
         for job in self.jobs:
+            job["tmp_dir"] = self.tmp
             self.client.send(job)
         self.pending = {job["id"]: snap for job, snap in zip(self.jobs, self.snaps)}
         self.placed: list = []
@@ -98,48 +263,72 @@ class _Run:
             self.fraction = (done + min(int(msg.get("step") or 0), total) / total) / len(self.jobs)
         elif event == "done" and msg.get("id") in self.pending:
             snap = self.pending.pop(msg["id"])
-            self.placed.append(place_sound(scene, snap, msg["wav"]))
+            LAST_RESULTS.append(dict(msg))
+            path = msg.get("wav") or msg.get("video")
+            try:
+                self.placed.append(place_strip(scene, snap, path, self.kind))
+            except (RuntimeError, OSError) as e:
+                self.errors.append(f"could not add {path}: {' '.join(str(e).split())}")
         elif event == "error":
             self.errors.append(msg.get("message", "unknown error"))
             self.pending.pop(msg.get("id"), None)
         elif event == "cancelled":
             self.pending.pop(msg.get("id"), None)
         elif event == "exit" and self.pending:
-            self.errors.append(f"the worker stopped (exit {msg.get('code')}): {msg.get('stderr', '')}")
+            self.errors.append(self.client.exit_message(msg))
             self.pending.clear()
 
     @property
     def finished(self) -> bool:
         return not self.pending
 
+    def cancel(self) -> None:
+        self.client.cancel()
+        self.pending.clear()
+
     def close(self) -> None:
-        self.client.close()
+        try:
+            self.client.close()
+        finally:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def message(self, cancelled: bool) -> tuple[str, str]:
+        """``(report type, one line)`` summing the run up."""
+        n = len(self.placed)
+        what = "sound" if self.kind == "foley" else "movie"
+        if self.errors:
+            more = f" (and {len(self.errors) - 1} more)" if len(self.errors) > 1 else ""
+            added = f"; added {n} {what} strip{'s' if n != 1 else ''}" if n else ""
+            return "ERROR", f"{self.errors[0]}{more}{added}"
+        if cancelled:
+            return "WARNING", "Cancelled: nothing added" if not n else f"Cancelled after adding {n} {what} strip(s)"
+        return "INFO", f"Added {n} {what} strip{'s' if n != 1 else ''}"
 
 
-class SYNESTHESIA_OT_generate_sound(bpy.types.Operator):
-    """Generate Foley for the selected movie strips and add it as sound strips"""
+def _redraw(context) -> None:
+    for area in context.screen.areas if getattr(context, "screen", None) else ():
+        if area.type == "SEQUENCE_EDITOR":
+            area.tag_redraw()
 
-    bl_idname = "synesthesia.generate_sound"
-    bl_label = "Generate Sound"
-    bl_options = {"REGISTER", "UNDO"}
 
-    timeout: bpy.props.FloatProperty(name="Timeout", description="Seconds to wait in blocking mode", default=3600.0,
-                                     options={"SKIP_SAVE"})
+class _GenerateBase:
+    """Shared by the two generate operators: start, blocking execute, modal progress and Esc."""
 
+    kind = "foley"
     _run = None
     _timer = None
 
-    @classmethod
-    def poll(cls, context):
-        scene = context.scene
-        return scene is not None and not scene.synesthesia.running and bool(selected_movie_strips(scene))
+    def _fail(self, context, message: str):
+        settings = context.scene.synesthesia
+        settings.status = message[:300]
+        self.report({"ERROR"}, message[:500])
+        return False
 
-    def _start(self, context):
+    def _start(self, context) -> bool:
         try:
-            self._run = _Run(context)
+            self._run = _Run(context, self.kind)
         except (WorkerError, OSError) as e:
-            self.report({"ERROR"}, str(e))
-            return False
+            return self._fail(context, " ".join(str(e).split()))
         settings = context.scene.synesthesia
         settings.running, settings.progress, settings.status = True, 0.0, "Starting the worker…"
         return True
@@ -150,14 +339,10 @@ class SYNESTHESIA_OT_generate_sound(bpy.types.Operator):
         settings = context.scene.synesthesia
         settings.running = False
         settings.progress = 1.0 if not cancelled else settings.progress
-        n = len(run.placed)
-        if run.errors:
-            settings.status = run.errors[0][:200]
-            self.report({"ERROR"}, "; ".join(run.errors)[:500])
-        else:
-            settings.status = "Cancelled" if cancelled else f"Added {n} sound strip{'s' if n != 1 else ''}"
-            self.report({"WARNING"} if cancelled else {"INFO"}, settings.status)
-        return {"CANCELLED"} if cancelled or (run.errors and not n) else {"FINISHED"}
+        level, line = run.message(cancelled)
+        settings.status = line[:300]
+        self.report({level}, line[:500])
+        return {"FINISHED"} if run.placed else {"CANCELLED"}
 
     def execute(self, context):
         """Blocking run, for scripts and background mode."""
@@ -166,7 +351,7 @@ class SYNESTHESIA_OT_generate_sound(bpy.types.Operator):
         deadline = time.monotonic() + self.timeout
         while not self._run.finished:
             if time.monotonic() > deadline:
-                self._run.client.cancel()
+                self._run.cancel()
                 self._run.errors.append(f"timed out after {self.timeout:.0f} s")
                 break
             try:
@@ -180,15 +365,16 @@ class SYNESTHESIA_OT_generate_sound(bpy.types.Operator):
         if not self._start(context):
             return {"CANCELLED"}
         wm = context.window_manager
-        self._timer = wm.event_timer_add(0.2, window=context.window)
+        if context.window is not None:
+            self._timer = wm.event_timer_add(0.2, window=context.window)
         wm.modal_handler_add(self)
         wm.progress_begin(0, 100)
         return {"RUNNING_MODAL"}
 
     def modal(self, context, event):
-        wm = context.window_manager
-        if event.type == "ESC":
-            self._run.client.cancel()
+        """One step: Esc cancels; a timer event drains the worker's messages and shows progress."""
+        if event.type == "ESC" and getattr(event, "value", "PRESS") == "PRESS":
+            self._run.cancel()
             self._end_modal(context)
             return self._finish(context, cancelled=True)
         if event.type != "TIMER":
@@ -197,11 +383,9 @@ class SYNESTHESIA_OT_generate_sound(bpy.types.Operator):
             self._run.handle(context.scene, msg)
         settings = context.scene.synesthesia
         settings.progress = self._run.fraction
-        settings.status = f"Generating sound: {self._run.fraction * 100:.0f}%"
-        wm.progress_update(int(self._run.fraction * 100))
-        for area in context.screen.areas if context.screen else ():
-            if area.type == "SEQUENCE_EDITOR":
-                area.tag_redraw()
+        settings.status = f"Generating: {self._run.fraction * 100:.0f}% (Esc cancels)"
+        context.window_manager.progress_update(int(self._run.fraction * 100))
+        _redraw(context)
         if self._run.finished:
             self._end_modal(context)
             return self._finish(context)
@@ -213,3 +397,110 @@ class SYNESTHESIA_OT_generate_sound(bpy.types.Operator):
             wm.event_timer_remove(self._timer)
             self._timer = None
         wm.progress_end()
+
+
+class SYNESTHESIA_OT_generate_sound(_GenerateBase, bpy.types.Operator):
+    """Generate Foley for the selected movie strips, timed to the picture as it plays, and add it as sound strips"""
+
+    bl_idname = "synesthesia.generate_sound"
+    bl_label = "Generate Sound"
+    timeout: bpy.props.FloatProperty(name="Timeout", description="Seconds to wait in blocking mode", default=3600.0,
+                                     options={"SKIP_SAVE"})
+    bl_options = {"REGISTER", "UNDO"}
+    kind = "foley"
+
+    @classmethod
+    def poll(cls, context):
+        scene = context.scene
+        if scene is None:
+            return False
+        if scene.synesthesia.running:
+            cls.poll_message_set("A Synesthesia job is running: wait for it or press Esc to cancel it")
+            return False
+        if not selected_movie_strips(scene):
+            cls.poll_message_set("Select one or more movie strips in the Sequencer (sound comes from their picture)")
+            return False
+        return True
+
+
+class SYNESTHESIA_OT_generate_video(_GenerateBase, bpy.types.Operator):
+    """Generate a video for each selected sound strip and lay it above the sound, exactly as long"""
+
+    bl_idname = "synesthesia.generate_video"
+    bl_label = "Generate Video from Sound"
+    timeout: bpy.props.FloatProperty(name="Timeout", description="Seconds to wait in blocking mode", default=3600.0,
+                                     options={"SKIP_SAVE"})
+    bl_options = {"REGISTER", "UNDO"}
+    kind = "video"
+
+    @classmethod
+    def poll(cls, context):
+        scene = context.scene
+        if scene is None:
+            return False
+        if scene.synesthesia.running:
+            cls.poll_message_set("A Synesthesia job is running: wait for it or press Esc to cancel it")
+            return False
+        if not selected_sound_strips(scene):
+            cls.poll_message_set("Select one or more sound strips in the Sequencer (the video follows their sound)")
+            return False
+        return True
+
+
+class SYNESTHESIA_OT_check(bpy.types.Operator):
+    """Start the worker and show what it has: versions, devices, and which models it finds"""
+
+    bl_idname = "synesthesia.check"
+    bl_label = "Check"
+    bl_options = {"REGISTER", "INTERNAL"}
+
+    timeout: bpy.props.FloatProperty(default=180.0, options={"SKIP_SAVE"})
+
+    def execute(self, context):
+        prefs = preferences.get(context)
+        try:
+            info = check_worker(prefs, self.timeout)
+        except WorkerError as e:
+            prefs.check_result = "Error: " + " ".join(str(e).split())
+            self.report({"ERROR"}, prefs.check_result)
+            return {"CANCELLED"}
+        prefs.check_result = "\n".join(describe_info(info))
+        self.report({"INFO"}, f"Synesthesia {info.get('synesthesia')} with torch {info.get('torch')}: "
+                              f"{', '.join(info.get('devices', []))}")
+        return {"FINISHED"}
+
+
+def check_worker(prefs, timeout: float = 180.0) -> dict:
+    """Run the worker's ``info`` op; raise :class:`WorkerError` with its stderr and exit code if it fails."""
+    env = {"SYNESTHESIA_MODELS": bpy.path.abspath(prefs.models_dir)} if prefs.models_dir else {}
+    client = WorkerClient(bpy.path.abspath(prefs.python_path), env)
+    try:
+        client.send({"op": "info", "id": "info",
+                     "models_dir": bpy.path.abspath(prefs.models_dir) if prefs.models_dir else ""})
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                msg = client.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if msg.get("event") == "done":
+                return msg
+            if msg.get("event") == "error":
+                raise WorkerError(msg.get("message", "unknown error"))
+            if msg.get("event") == "exit":
+                raise WorkerError(client.exit_message(msg))
+        raise WorkerError(f"the worker did not answer within {timeout:.0f} s")
+    finally:
+        client.close()
+
+
+def describe_info(info: dict) -> list[str]:
+    """Lines for the preferences: versions, devices, and each workflow's models (found or why not)."""
+    lines = [f"Synesthesia {info.get('synesthesia')}, torch {info.get('torch')}, Python {info.get('python')}",
+             f"Devices: {', '.join(info.get('devices', []))}",
+             f"Models folder: {info.get('models_dir') or '(none: the defaults)'}"]
+    for workflow, models in (info.get("models") or {}).items():
+        for m in models:
+            state = f"found ({m['path']})" if "path" in m else f"missing: {m.get('error', '')}"
+            lines.append(f"{workflow}: {m['kind']} {m['name']}: {state}")
+    return lines

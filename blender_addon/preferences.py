@@ -1,4 +1,4 @@
-"""Add-on preferences: where the Synesthesia Python lives, models, output folder, device."""
+"""Add-on preferences: the Synesthesia Python, models, output folder, device, workflows, Check."""
 
 import bpy
 
@@ -14,28 +14,45 @@ class SynesthesiaPreferences(bpy.types.AddonPreferences):
     )
     models_dir: bpy.props.StringProperty(
         name="Models folder",
-        description="Folder searched for models (passed to the worker as SYNESTHESIA_MODELS); empty: the default search path",
+        description="Folder searched for models (ComfyUI layout); empty: the workflows' models, the embedded "
+                    "defaults included",
         subtype="DIR_PATH",
         default="",
     )
     output_dir: bpy.props.StringProperty(
-        name="Sound output folder",
-        description="Where generated sound files are written (// is the .blend file's folder)",
+        name="Output folder",
+        description="Where generated takes are written (// is the .blend file's folder); made when the first "
+                    "take is written",
         subtype="DIR_PATH",
         default="//foley/",
     )
     workflow: bpy.props.StringProperty(
-        name="Workflow",
-        description="API-format workflow JSON to run for each strip; empty: the pack's video_to_foley workflow",
+        name="Foley workflow",
+        description="API-format workflow whose models and settings Generate Sound uses; empty: the shipped "
+                    "video_to_foley workflow",
+        subtype="FILE_PATH",
+        default="",
+    )
+    workflow_s2v: bpy.props.StringProperty(
+        name="Video workflow",
+        description="API-format workflow Generate Video from Sound runs; empty: the shipped sound_to_video workflow",
         subtype="FILE_PATH",
         default="",
     )
     device: bpy.props.EnumProperty(
         name="Device",
+        description="Where the worker runs the models; a device it does not have is an error naming those it has",
         items=[("auto", "Auto", "CUDA, then Apple MPS, then CPU"), ("cuda", "CUDA", ""), ("mps", "Apple MPS", ""),
                ("cpu", "CPU", "")],
         default="auto",
     )
+    comfyui_url: bpy.props.StringProperty(
+        name="ComfyUI server",
+        description="URL of a ComfyUI server with the Synesthesia nodes (e.g. http://127.0.0.1:8188); set, the "
+                    "buttons run the shared workflows there instead of the local worker",
+        default="",
+    )
+    check_result: bpy.props.StringProperty(default="", options={"SKIP_SAVE"})
 
     def draw(self, context):
         layout = self.layout
@@ -43,7 +60,14 @@ class SynesthesiaPreferences(bpy.types.AddonPreferences):
         layout.prop(self, "models_dir")
         layout.prop(self, "output_dir")
         layout.prop(self, "workflow")
+        layout.prop(self, "workflow_s2v")
         layout.prop(self, "device")
+        layout.prop(self, "comfyui_url")
+        layout.operator("synesthesia.check", icon="CHECKMARK")
+        if self.check_result:
+            box = layout.box()
+            for line in self.check_result.splitlines():
+                box.label(text=line)
 
 
 def get(context) -> SynesthesiaPreferences:

@@ -1,4 +1,4 @@
-"""Per-scene settings of the Generate Sound panel, and the job status it shows."""
+"""Per-scene settings of the Synesthesia panel, and the job status it shows."""
 
 import bpy
 
@@ -11,7 +11,9 @@ class SynesthesiaSceneSettings(bpy.types.PropertyGroup):
     guidance: bpy.props.FloatProperty(name="Guidance", description="Classifier-free guidance scale", default=3.0,
                                       min=0.0, max=20.0)
     seed: bpy.props.IntProperty(name="Seed", description="Random seed", default=0, min=0)
-    # Job status (written by the operator on the main thread only).
+    video_prompt: bpy.props.StringProperty(
+        name="Video prompt", description="Optional: what the video from sound should show", default="")
+    # Job status (written by the operators on the main thread only).
     running: bpy.props.BoolProperty(default=False, options={"SKIP_SAVE"})
     progress: bpy.props.FloatProperty(default=0.0, min=0.0, max=1.0, subtype="FACTOR", options={"SKIP_SAVE"})
     status: bpy.props.StringProperty(default="", options={"SKIP_SAVE"})
