@@ -78,3 +78,20 @@ def test_missing_model_hint_names_griffin_lim_only_when_the_vocoder_is_missing(t
     rc = main(base + ["--vocoder", str(tmp_path / "g_02500000")])
     err = capsys.readouterr().err
     assert rc == 2 and "g_02500000" in err and "--vocoder griffin-lim" in err, err
+
+
+def test_foley_on_a_gif_writes_an_mp4(tmp_path, models, caplog):
+    """mp4 takes no GIF video: the frames are re-encoded as h264, and a warning says so."""
+    import logging
+
+    from test_media_mux import N, _write_source
+
+    gif = _write_source(tmp_path / "anim.gif", "gif")
+    out = tmp_path / "anim.mp4"
+    with caplog.at_level(logging.WARNING, logger="synesthesia.core.media"):
+        assert main(["foley", str(gif), "-o", str(out)] + _model_flags(models)) == 0
+    assert "re-encoding it as h264" in caplog.text
+    info = media.probe(out)
+    assert info.has_audio and info.n_frames == N
+    wav, sr = media.read_audio(out)
+    assert wav.shape[1] == round(media.probe(gif).duration * sr)

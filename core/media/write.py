@@ -9,6 +9,7 @@ aac in mp4/mov/mkv, frames streamed in batches and audio interleaved as the vide
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import numbers
@@ -83,6 +84,7 @@ class _AacTrack:
     packets interleave with video packets muxed by the caller."""
 
     def __init__(self, container, waveform: np.ndarray, sample_rate: int, start_time: float = 0.0):
+        self.matroska = container.format.name == "matroska"
         rate = sample_rate if sample_rate in _AAC_RATES else 48000
         if rate != sample_rate:
             _log.info("aac does not take %d Hz: audio resampled to %d Hz", sample_rate, rate)
@@ -102,7 +104,9 @@ class _AacTrack:
         import av
 
         if chunk is None:
-            packets = self.stream.encode(None)
+            packets = list(self.stream.encode(None))
+            if self.matroska and packets:
+                _discard_padding(packets[-1], self.frame_size)
         else:
             frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp", layout=self.layout)
             frame.sample_rate = self.rate
@@ -133,6 +137,54 @@ class _AacTrack:
             n = min(self.frame_size, total - self.pos)
             self._encode(self._samples(self.pos, self.pos + n))
         self._encode(None)
+
+
+@functools.lru_cache(maxsize=1)
+def _skip_samples_donor():
+    """A packet carrying FFmpeg's 10-byte ``skip_samples`` side data, or None.
+
+    PyAV makes packet side data only by copying it from another packet; FFmpeg's mp4 demuxer
+    puts ``skip_samples`` on the first packet of an aac track (its encoder delay), so one
+    silent aac frame muxed into memory and read back gives one.
+    """
+    import io
+
+    import av
+
+    try:
+        from av.packet import PacketSideData
+
+        buf = io.BytesIO()
+        with av.open(buf, "w", format="mp4") as c:
+            st = c.add_stream("aac", rate=8000, layout="mono")
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = 8000, 0, Fraction(1, 8000)
+            for packet in [*st.encode(frame), *st.encode(None)]:
+                c.mux(packet)
+        buf.seek(0)
+        with av.open(buf) as c:
+            for packet in c.demux(audio=0):
+                if PacketSideData.from_packet(packet, "skip_samples").data_size == 10:
+                    return packet
+    except (ImportError, AttributeError, ValueError, av.FFmpegError) as e:  # an older PyAV
+        _log.debug("no skip_samples side data to copy (%s): Matroska aac keeps its end padding", e)
+    return None
+
+
+def _discard_padding(packet, frame_size: int) -> None:
+    """Mark the padding of the last aac ``packet`` (a short last frame) for Matroska's
+    DiscardPadding, so decoders stop at the true last sample as mp4's edit list makes them."""
+    import struct
+
+    pad = frame_size - int(packet.duration or frame_size)
+    donor = _skip_samples_donor() if 0 < pad < frame_size else None
+    if donor is None:
+        return
+    from av.packet import PacketSideData
+
+    side = PacketSideData.from_packet(donor, "skip_samples")
+    side.update(struct.pack("<IIBB", 0, pad, 0, 0))  # skip at start, discard at end, reasons
+    side.to_packet(packet)
 
 
 def _video_format(path: Path) -> str:
@@ -404,11 +456,53 @@ def write_video(
     return Path(path)
 
 
+def _copy_refused(stream, fmt: str) -> str | None:
+    """Why container ``fmt`` cannot take a packet copy of ``stream`` (None when it can): the
+    header is written to memory, as the real file's would be."""
+    import io
+
+    import av
+
+    try:
+        with av.open(io.BytesIO(), "w", format=fmt) as c:
+            c.add_stream_from_template(stream)
+            c.start_encoding()
+    except (ValueError, av.FFmpegError) as e:
+        return " ".join(str(e).split()) or type(e).__name__
+    return None
+
+
+def _reencode_with_audio(src: Path, out: Path, data: np.ndarray, sr: int) -> Path:
+    """The video of ``src`` re-encoded as h264 at its average frame rate (sizes rounded up to
+    even), with ``data`` as its aac track, trimmed or padded to the video's duration."""
+    from .info import probe
+    from .video import iter_frames
+
+    info = probe(src)
+    fps = info.fps or 25.0
+    size = (info.width + info.width % 2, info.height + info.height % 2)
+    batch: list = []
+    with VideoWriter(out, fps=fps, size=size, audio=data, sample_rate=sr) as writer:
+        for _, frame in iter_frames(src, fps=fps, size=size):
+            batch.append(frame)
+            if len(batch) == 16:
+                writer.write(torch.stack(batch))
+                batch.clear()
+        if batch:
+            writer.write(torch.stack(batch))
+    return out
+
+
 def mux_audio(video_path: PathLike, waveform: ArrayLike, sample_rate: int, out_path: PathLike) -> Path:
     """Copy the video stream of ``video_path`` packet for packet (no re-encoding) into
     ``out_path`` and add ``waveform`` as an aac track, trimmed or zero-padded to the video's
     duration. Audio tracks already in ``video_path`` are dropped. ``out_path`` may equal
-    ``video_path`` (the file is replaced atomically)."""
+    ``video_path`` (the file is replaced atomically).
+
+    Every packet that carries data is copied, also those without a decoding timestamp (Matroska
+    stores none for the first frames of a stream with B-frames; the muxer derives them). A video
+    codec the output container cannot hold (a GIF into .mp4, VP9 into .mov) is re-encoded as
+    h264 instead, with a log line saying so."""
     import av
 
     src = check_input_path(video_path)
@@ -431,6 +525,11 @@ def mux_audio(video_path: PathLike, waveform: ArrayLike, sample_rate: int, out_p
                 v_end = max(v_end, float((packet.pts + (packet.duration or 0)) * tb))
         if not math.isfinite(v_start):
             raise MediaError(f"{src}: its video stream has no packets; the file is damaged or truncated: re-export it")
+        refused, codec = _copy_refused(vs, fmt), vs.codec_context.name
+    if refused is not None:
+        _log.warning("%s: its %s video cannot be copied into %s (%s): re-encoding it as h264",
+                     src, codec, out.suffix, refused)
+        return _reencode_with_audio(src, out, data, sr)
     options = _container_options(fmt)
     with open_container(src) as c, atomic_path(out) as tmp, av.open(str(tmp), "w", format=fmt, options=options) as dst:
         vs = video_stream(c)
@@ -438,7 +537,7 @@ def mux_audio(video_path: PathLike, waveform: ArrayLike, sample_rate: int, out_p
         track = _AacTrack(dst, data, sr, start_time=v_start)
         with decode_errors(src):
             for packet in c.demux(vs):
-                if packet.dts is None:  # demuxer flush packet
+                if packet.size == 0:  # the demuxer's end-of-stream packet carries no data
                     continue
                 if packet.pts is not None:
                     track.encode_until(float(packet.pts * vs.time_base) - v_start)
