@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "v2a_eval",  # eval-v2a: FD, FAD, KL, AV-Align of generated Foley
     "stylegan_train",  # train-stylegan: a small StyleGAN2 from scratch
     "toyscape",  # toyscape: the procedural sound+video world the default models train on
+    "defaults",  # train-defaults: remake the embedded default models
 )
 
 

