@@ -274,6 +274,8 @@ def resolve(name_or_path: PathLike, kind: Optional[str] = None) -> Path:
         searched = [BUNDLED_DIR] if entry.bundled else search_dirs(entry.kind)
         how = (f"fetch it by hand ({entry.manual}) and put it in one of them"
                if entry.manual else f"run `synesthesia download {entry.name}`")
+        if entry.bundled:  # an embedded default: it ships with the package, or train-defaults remakes it
+            how = f"run `synesthesia train-defaults --only {entry.name}` (or reinstall synesthesia)"
         raise ModelNotFoundError(
             f"model {entry.name!r} ({entry.target}) not found; searched: "
             f"{', '.join(str(d) for d in searched)}; {how}"
