@@ -94,10 +94,18 @@ def is_available(name: str) -> bool:
 
 
 def default_path(name: str) -> Path:
-    """The folder of the embedded default ``name``; one-line error naming it and the fix when missing."""
+    """The folder of the embedded default ``name`` (or of ``name/part``, a sub-folder of it such as
+    ``toy-s2v/walker``); one-line error naming it and the fix when missing."""
     from . import store
 
+    name, _, part = name.partition("/")
     _check_name(name)
+    if part:
+        sub = default_path(name) / part
+        if not sub.is_dir():
+            raise ModelNotFoundError(f"embedded default {name} has no {part}/ ({sub}): run "
+                                     f"`{TRAIN_COMMAND} --only {name} --force` (or reinstall synesthesia)")
+        return sub
     found = None
     try:
         found = store.find(name)

@@ -54,6 +54,14 @@ STORE_HOST_FOLDERS = {"stylegan": ("synesthesia_stylegan",), "clip": ("synesthes
                       "vta_ldm": ("synesthesia_vta",), "audioldm": ("synesthesia_mel_vae", "vae"),
                       "vocoder": ("synesthesia_vocoder",), "grounding-dino": ("grounding-dino",), "sams": ("sams",)}
 
+# kind -> the embedded default models (core.defaults) offered first in each combo, when present.
+# "name/part" is a sub-folder of a default (toy-s2v holds the audio encoder, inversion encoder and walker).
+EMBEDDED: dict[str, tuple[str, ...]] = {
+    "stylegan": ("toy-stylegan2",), "clip": ("toy-clip",), "vta": ("toy-vta",), "mel_vae": ("toy-mel-vae",),
+    "vocoder": ("hifigan-universal",), "sound_encoder": ("toy-s2v/audio_encoder", "toy-s2v/inversion_encoder"),
+    "walker": ("toy-s2v/walker",), "grounding": (),
+}
+
 _registered = False
 
 
@@ -121,14 +129,24 @@ def installed_manifest_models(kind: str) -> list[str]:
     return out
 
 
+def embedded_choices(kind: str) -> list[str]:
+    """The embedded default models of ``kind`` that this installation has (see ``EMBEDDED``)."""
+    from ..core import defaults
+
+    return [e for e in EMBEDDED.get(kind, ()) if defaults.is_available(e.split("/")[0])]
+
+
 def model_choices(kind: str, extra: tuple[str, ...] = ()) -> list[str]:
-    """Combo entries for ``kind``: built-in choices (``extra``), files/folders found, installed manifest models."""
+    """Combo entries for ``kind``: the embedded defaults first, then built-in choices (``extra``),
+    files/folders found, installed manifest models."""
     try:
         found = hostutil.list_model_entries(model_folders(kind))
     except OSError as e:  # an unreadable folder must not break the node list
         log.warning("cannot list %s models: %s", kind, e)
         found = []
-    out = list(extra) + [f for f in found if f not in extra]
+    out = embedded_choices(kind)
+    out += [e for e in extra if e not in out]
+    out += [f for f in found if f not in out]
     return out + [m for m in installed_manifest_models(kind) if m not in out]
 
 
@@ -136,6 +154,10 @@ def resolve_model(kind: str, name: str) -> Path:
     """The path of combo entry ``name`` of ``kind``; an absolute path is taken as it is."""
     if not name or not str(name).strip():
         raise InputError(f"no {kind} model chosen: put one in models/{MODEL_KINDS[kind][0][1]} and pick it")
+    if str(name) in EMBEDDED.get(kind, ()):
+        from ..core import defaults
+
+        return defaults.default_path(str(name))
     p = Path(os.path.expanduser(str(name)))
     if p.is_absolute():
         if p.exists():

@@ -187,3 +187,23 @@ def test_train_defaults_lists_its_recipes(capsys):
     assert main(["train-defaults", "--list"]) == 0
     out = capsys.readouterr().out
     assert "synesthesia toyscape" in out and "hifigan-universal" in out
+
+
+def test_comfyui_loaders_list_the_embedded_defaults_first(tmp_path):
+    from synesthesia.core import hostutil
+    from synesthesia.nodes import host
+    from synesthesia.nodes import loaders as L
+
+    (tmp_path / "synesthesia" / "vocoder" / "mine").mkdir(parents=True)
+    (tmp_path / "synesthesia" / "vocoder" / "mine" / "config.json").write_text("{}")
+    (tmp_path / "synesthesia" / "vocoder" / "mine" / "model.safetensors").write_bytes(b"x")
+    with hostutil.headless_dirs_set(models=[tmp_path]):
+        choices = L.SynesthesiaVocoderLoader.INPUT_TYPES()["required"]["model"][0]
+        assert choices[0] == "hifigan-universal" and choices[1:] == [L.GRIFFIN_LIM, "mine/"]
+        assert L.SynesthesiaVocoderLoader.VALIDATE_INPUTS("hifigan-universal") is True
+        assert host.resolve_model("vocoder", "hifigan-universal") == defaults.default_path("hifigan-universal")
+        (voc,) = L.SynesthesiaVocoderLoader().load("hifigan-universal")
+    assert voc.sample_rate == 22050
+    for kind, names in host.EMBEDDED.items():
+        for name in names:
+            assert name.split("/")[0] in defaults.DEFAULT_MODELS, (kind, name)

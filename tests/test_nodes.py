@@ -268,8 +268,9 @@ def test_model_lists_and_resolution(tmp_path, monkeypatch):
     (tmp_path / "clip_vision").mkdir()
     (tmp_path / "clip_vision" / "clip_vit_b.safetensors").write_bytes(b"x")
     with hostutil.headless_dirs_set(models=[tmp_path]):
-        assert host.model_choices("stylegan") == ["lhq-256.pkl", "ours/"]
-        assert host.model_choices("clip") == ["clip_vit_b.safetensors"]
+        # the embedded defaults come first (tests/test_defaults.py checks them)
+        assert host.model_choices("stylegan") == host.embedded_choices("stylegan") + ["lhq-256.pkl", "ours/"]
+        assert host.model_choices("clip") == host.embedded_choices("clip") + ["clip_vit_b.safetensors"]
         assert host.resolve_model("stylegan", "ours/") == sg / "ours"
         with pytest.raises(ModelNotFoundError, match="synesthesia/stylegan"):
             host.resolve_model("stylegan", "missing.pt")
@@ -304,7 +305,7 @@ def test_downloaded_manifest_models_are_listed_and_resolved(tmp_path, monkeypatc
         shutil.move(str(target), str(tmp_path / "comfy" / "synesthesia" / "clip" / target.name))
         with hostutil.headless_dirs_set(models=[tmp_path / "comfy"]):
             assert store.find("clip-vit-large-patch14") is not None
-            assert host.model_choices("clip") == ["clip-vit-large-patch14/"]
+            assert host.model_choices("clip") == host.embedded_choices("clip") + ["clip-vit-large-patch14/"]
     finally:
         store.clear_host_dirs()
 

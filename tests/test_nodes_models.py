@@ -19,6 +19,7 @@ from synesthesia.core.s2v import audio_encoder as ae
 from synesthesia.core.s2v import inversion_encoder as inv
 from synesthesia.core.s2v import walker as wk
 from synesthesia.core.s2v.generator import save_generator
+from synesthesia.nodes import host
 
 N_LATENT, W_DIM = 8, 16  # TINY_SG2: 32 px -> 2 * log2(32) - 2 W+ vectors of 16
 
@@ -46,8 +47,8 @@ def loaded(models_root):
 
     with hostutil.headless_dirs_set(models=[models_root]):
         spec = SynesthesiaSoundModelsLoader.INPUT_TYPES()["required"]
-        assert spec["walker"][0] == ["walker/"]
-        assert spec["audio_encoder"][0] == ["none", "audio_encoder/", "inversion/"]
+        assert spec["walker"][0] == host.embedded_choices("walker") + ["walker/"]  # embedded defaults first
+        assert spec["audio_encoder"][0] == host.embedded_choices("sound_encoder") + ["none", "audio_encoder/", "inversion/"]
         (g,) = SynesthesiaStyleGANLoader().load("tiny_sg2/")
         (sm,) = SynesthesiaSoundModelsLoader().load("audio_encoder/", "inversion/", "walker/")
     return g, sm

@@ -48,7 +48,7 @@ def models(tmp_path_factory):
 
     with hostutil.headless_dirs_set(models=[root]):
         assert L.SynesthesiaVocoderLoader.INPUT_TYPES()["required"]["model"][0] == [
-            L.GRIFFIN_LIM, "audioldm-s-full-v2-vocoder/"]
+            "hifigan-universal", L.GRIFFIN_LIM, "audioldm-s-full-v2-vocoder/"]  # the embedded default first
         (vta,) = L.SynesthesiaVTALoader().load("vta-ldm-clip4clip-v-large/")
         (clip,) = L.SynesthesiaCLIPLoader().load("clip-vit-large-patch14/")
         (vae,) = L.SynesthesiaMelVAELoader().load("audioldm-s-full-v2-vae/")
