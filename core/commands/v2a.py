@@ -24,18 +24,17 @@ log = logging.getLogger(__name__)
 VIDEO_EXT = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
 AUDIO_OUT_EXT = (".wav", ".flac")
 MAX_FRAME_BYTES = 2 << 30  # Grounding DINO + SAM get full-size conditioning frames up to this size, else the 224 px crops
-DEFAULTS = {
-    "denoiser": "vta-ldm-clip4clip-v-large",
-    "clip": "clip-vit-large-patch14",
-    "vae": "audioldm-s-full-v2",
-    "vocoder": "audioldm-s-full-v2",
-}
+# With no model options: the embedded default models (core.defaults.FOLEY; tiny, trained on toyscape).
+# The full-size VTA-LDM path is picked explicitly: --denoiser vta-ldm-clip4clip-v-large --clip
+# clip-vit-large-patch14 --vae audioldm-s-full-v2 --vocoder audioldm-s-full-v2.
+DEFAULTS = {"denoiser": "toy-vta", "clip": "toy-clip", "vae": "toy-mel-vae", "vocoder": "hifigan-universal"}
 
 
 def register(sub) -> None:
     p = sub.add_parser("foley", help="generate a soundtrack for videos (VTA-SAM on VTA-LDM)",
-                       description="Video -> audio. Needs VTA-LDM, CLIP ViT-L/14 and AudioLDM's VAE (+ vocoder, "
-                                   "else Griffin-Lim); `synesthesia download NAME` fetches them.")
+                       description="Video -> audio. Without model options it uses the embedded defaults (tiny toy "
+                                   "models + the HiFi-GAN universal vocoder); for real sounds pass VTA-LDM, CLIP "
+                                   "ViT-L/14 and AudioLDM's VAE (`synesthesia download NAME` fetches them).")
     p.add_argument("input", type=Path, help="a video, a folder of videos, or a CSV of 'video path[, prompt]' rows")
     p.add_argument("-o", "--output", type=Path, default=None,
                    help="output file (one input) or folder (batch); default: beside the input, *_foley.mp4/.wav")
