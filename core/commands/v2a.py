@@ -19,6 +19,8 @@ import os
 from pathlib import Path
 from typing import Optional
 
+from ..defaults import FOLEY
+
 log = logging.getLogger(__name__)
 
 VIDEO_EXT = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
@@ -27,7 +29,7 @@ MAX_FRAME_BYTES = 2 << 30  # Grounding DINO + SAM get full-size conditioning fra
 # With no model options: the embedded default models (core.defaults.FOLEY; tiny, trained on toyscape).
 # The full-size VTA-LDM path is picked explicitly: --denoiser vta-ldm-clip4clip-v-large --clip
 # clip-vit-large-patch14 --vae audioldm-s-full-v2 --vocoder audioldm-s-full-v2.
-DEFAULTS = {"denoiser": "toy-vta", "clip": "toy-clip", "vae": "toy-mel-vae", "vocoder": "hifigan-universal"}
+DEFAULTS = dict(FOLEY)
 
 
 def register(sub) -> None:
