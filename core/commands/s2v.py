@@ -40,15 +40,32 @@ def _check_models(args) -> None:
         raise ModelNotFoundError("; ".join(problems))
 
 
+def _use_defaults(args) -> None:
+    """No --generator / --models: the embedded defaults (core.defaults.ANIMATE), and toy-clip for a prompt."""
+    from .. import defaults
+
+    if args.generator is None and args.models is None:
+        names = defaults.ANIMATE
+        args.generator = defaults.default_path(names["generator"])
+        args.models = defaults.default_path(names["models"])
+        if args.prompt and args.clip is None:
+            args.clip = defaults.default_path(names["clip"])
+    elif args.generator is None or args.models is None:
+        raise InputError("give --generator and --models together (the walker is trained for one generator), "
+                         "or neither to use the embedded default models")
+
+
 def register(sub) -> None:
     p = sub.add_parser("animate", help="sound -> video: animate a StyleGAN with a sound (Lee et al. ECCV 2022)")
     p.add_argument("sound", type=Path, help="audio file (or a video whose sound is used)")
     p.add_argument("-o", "--output", type=Path, required=True, help="output video (.mp4/.mov/.mkv)")
-    p.add_argument("--generator", type=Path, required=True,
-                   help="StyleGAN2/3 generator: our folder, rosinality .pt or NVIDIA .pkl")
-    p.add_argument("--models", type=Path, required=True,
-                   help="folder with our trained inversion_encoder/, walker/ (and audio_encoder/) from train-s2v")
-    p.add_argument("--clip", type=Path, default=None, help="CLIP folder (needed with --prompt)")
+    p.add_argument("--generator", type=Path, default=None,
+                   help="StyleGAN2/3 generator: our folder, rosinality .pt or NVIDIA .pkl (default: the embedded toy-stylegan2)")
+    p.add_argument("--models", type=Path, default=None,
+                   help="folder with our trained inversion_encoder/, walker/ (and audio_encoder/) from train-s2v "
+                        "(default: the embedded toy-s2v, made for toy-stylegan2)")
+    p.add_argument("--clip", type=Path, default=None,
+                   help="CLIP folder (needed with --prompt; default with the embedded models: toy-clip)")
     p.add_argument("--prompt", default=None, help="text: start from the most CLIP-similar of --candidates latents")
     p.add_argument("--candidates", type=int, default=16, help="latents sampled for the prompt (sec. 4.5)")
     p.add_argument("--start-image", type=Path, default=None,
@@ -119,6 +136,7 @@ def cmd_animate(args) -> int:
         raise InputError(f"{args.output}: write an .mp4, .mov or .mkv file")
     if args.resolution is not None and args.resolution % 2:
         raise InputError(f"--resolution {args.resolution} must be even (h264 yuv420p)")
+    _use_defaults(args)
     if args.prompt and args.clip is None:
         raise InputError("--prompt needs --clip (a CLIP folder with a text tower)")
     _check_models(args)
