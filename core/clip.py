@@ -20,7 +20,6 @@ image-inversion loss of the sound-to-video part backpropagates through it).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -38,6 +37,18 @@ OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 TOKENIZER_FILES = (("vocab.json", "merges.txt"), ("tokenizer.json",))
 WIDE_TOWER_HEADS = {1280: 16, 1408: 16, 1664: 16}  # open_clip ViT-H/14, ViT-g/14, ViT-bigG/14 (hidden -> heads)
+# Released CLIP towers by Hub name: (vision hidden size, vision attention heads). The head count is
+# not in the weights (any split of the width gives the same tensor shapes), so an exporter that
+# sees only tensors must learn it from the model's name or config, or refuse.
+RELEASED_VISION_HEADS = {
+    "openai/clip-vit-base-patch32": (768, 12),
+    "openai/clip-vit-base-patch16": (768, 12),
+    "openai/clip-vit-large-patch14": (1024, 16),
+    "openai/clip-vit-large-patch14-336": (1024, 16),
+    "laion/CLIP-ViT-H-14-laion2B-s32B-b79K": (1280, 16),
+    "laion/CLIP-ViT-g-14-laion2B-s12B-b42K": (1408, 16),
+    "laion/CLIP-ViT-bigG-14-laion2B-39B-b160k": (1664, 16),
+}
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
 
@@ -56,21 +67,20 @@ class ClipPreprocess:
         base = cls(resize=image_size, crop=image_size)
         if not path.is_file():
             return base
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise InputError(f"{path} is not valid JSON ({e}): fix or delete it") from None
+        from .configcheck import Float, Int, Seq, check_fields, read_json, require_mapping
+
+        data = require_mapping(read_json(path), str(path), "the preprocessor configuration")
         size, crop = data.get("size", base.resize), data.get("crop_size", base.crop)
         if isinstance(size, Mapping):
             size = size.get("shortest_edge", size.get("height", base.resize))
         if isinstance(crop, Mapping):
             crop = crop.get("height", base.crop)
-        return cls(
-            resize=int(size),
-            crop=int(crop),
-            mean=tuple(float(v) for v in data.get("image_mean", base.mean)),
-            std=tuple(float(v) for v in data.get("image_std", base.std)),
-        )
+        values = {"size": size, "crop_size": crop, "image_mean": data.get("image_mean", base.mean),
+                  "image_std": data.get("image_std", base.std)}
+        check_fields(values, {"size": Int(1, 8192), "crop_size": Int(1, 8192), "image_mean": Seq(Float(-10.0, 10.0), 3, 3),
+                              "image_std": Seq(Float(0.0, 10.0, open_lo=True), 3, 3)}, str(path))
+        return cls(resize=int(size), crop=int(crop), mean=tuple(float(v) for v in values["image_mean"]),
+                   std=tuple(float(v) for v in values["image_std"]))
 
 
 def resize_short_side(x, size: int):
@@ -240,10 +250,9 @@ def _read_weights(folder: Path) -> dict:
         if not f.is_file():
             continue
         if name.endswith(".index.json"):
-            try:
-                index = json.loads(f.read_text())
-            except json.JSONDecodeError as e:
-                raise InputError(f"{f} is not valid JSON ({e}): download the model again") from None
+            from .configcheck import read_json
+
+            index = read_json(f, "sharded-weights index")
             weight_map = index.get("weight_map") if isinstance(index, Mapping) else None
             if not isinstance(weight_map, Mapping) or not weight_map:
                 raise InputError(f"{f} has no weight_map of tensor names to shard files: download the model again")
@@ -281,11 +290,19 @@ def _load_folder(folder: Path) -> ClipEncoder:
     cfg_file = folder / "config.json"
     if not cfg_file.is_file():
         raise InputError(f"{folder} has no config.json: give a Hugging Face CLIP folder or a single clip_vision file")
-    try:
-        raw = json.loads(cfg_file.read_text())
-    except json.JSONDecodeError as e:
-        raise InputError(f"{cfg_file} is not valid JSON ({e}): download the model again") from None
+    from .configcheck import CLIP_TOWER_JSON, check_fields, read_json, require_mapping
+
+    raw = require_mapping(read_json(cfg_file), str(cfg_file), "the file")
     model_type = raw.get("model_type")
+    towers = [(raw.get(k) or {}, f"{cfg_file} [{k}]") for k in ("vision_config", "text_config")] \
+        if model_type == "clip" else [(raw, str(cfg_file))]
+    for tower, where in towers:
+        check_fields(tower, CLIP_TOWER_JSON, where)
+        hidden, heads = tower.get("hidden_size"), tower.get("num_attention_heads")
+        if isinstance(hidden, int) and isinstance(heads, int) and hidden % heads:
+            raise InputError(f"{where}: hidden_size {hidden} does not split into num_attention_heads {heads}: "
+                             "fix or replace the configuration file")
+    check_fields(raw, {"projection_dim": CLIP_TOWER_JSON["projection_dim"]}, str(cfg_file))
     if model_type == "clip":
         config = CLIPConfig.from_dict(raw)
         vision_cfg, text_cfg = config.vision_config, config.text_config
@@ -465,6 +482,29 @@ def infer_vision_config(sd: Mapping[str, Any], hidden_act: str | None = None, so
     )
 
 
+def vision_heads(hidden: int, name: Any = None, heads: Any = None, source: str = "") -> int:
+    """Attention heads of a CLIP vision tower ``hidden`` wide, from the source: ``heads`` when given
+    (from a config), else the released model ``name`` (a Hub id, or a path ending in its name, as
+    training scripts record it) names; refuses otherwise, since the weights do not tell."""
+    if heads is not None:
+        if isinstance(heads, bool) or not isinstance(heads, int) or heads < 1 or hidden % heads:
+            raise CheckpointMismatchError(f"{source}: {heads!r} attention heads do not split the CLIP width {hidden}")
+        return heads
+    if isinstance(name, str) and name:
+        key = name.strip().rstrip("/").lower()
+        for hub, (width, n) in RELEASED_VISION_HEADS.items():
+            if key == hub.lower() or key.endswith("/" + hub.split("/")[1].lower()) or key == hub.split("/")[1].lower():
+                if width != hidden:
+                    raise CheckpointMismatchError(f"{source}: the CLIP tower is {hidden} wide, but {name!r} "
+                                                  f"({hub}) is {width} wide: the checkpoint names another CLIP")
+                return n
+    raise CheckpointMismatchError(
+        f"{source}: the attention head count of this {hidden}-wide CLIP vision tower is not in its weights, and "
+        f"the checkpoint names no released CLIP ({name!r}); give the head count (clip_heads=N, from the config "
+        "of the CLIP it was trained with)"
+    )
+
+
 def _load_single_file(path: Path, hidden_act: str | None) -> ClipEncoder:
     from .safeload import find_state_dict, load_state_dict
 
@@ -485,5 +525,5 @@ def _load_single_file(path: Path, hidden_act: str | None) -> ClipEncoder:
     return ClipEncoder(vision, proj, prep, source=str(path), text_missing="is a vision-only clip_vision file")
 
 
-__all__ = ["ClipEncoder", "ClipPreprocess", "load_clip", "infer_vision_config", "openai_to_hf_vision",
+__all__ = ["ClipEncoder", "ClipPreprocess", "load_clip", "infer_vision_config", "openai_to_hf_vision", "vision_heads",
            "resize_short_side", "center_crop", "OPENAI_CLIP_MEAN", "OPENAI_CLIP_STD"]

@@ -26,15 +26,21 @@ def config_to_dict(config: Any) -> dict:
     return dict(config)
 
 
-def config_from_dict(cls: type, data: Mapping[str, Any]):
-    """Build dataclass ``cls`` from a dict, turning lists back into tuples and ignoring unknown keys."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for k, v in data.items():
-        if k not in fields:
-            continue
-        kwargs[k] = _tuplify(v)
-    return cls(**kwargs)
+class ConfigDict(dict):
+    """A config mapping that remembers the file it was read from (named in validation errors)."""
+
+    source: str = ""
+
+
+def config_from_dict(cls: type, data: Mapping[str, Any], source: str = ""):
+    """Build dataclass ``cls`` from a dict, turning lists back into tuples and ignoring unknown keys.
+
+    Every field is checked first (type, range, allowed names, and the model's size for the model
+    families :mod:`.configcheck` knows): a bad value is one InputError line naming the file and field.
+    """
+    from .configcheck import config_from_mapping
+
+    return config_from_mapping(cls, data, source or getattr(data, "source", ""))
 
 
 def _tuplify(v: Any) -> Any:
@@ -69,21 +75,32 @@ def save_pretrained(folder: str | os.PathLike, state_dict: Mapping[str, Any], co
 
 
 def read_config(folder: str | os.PathLike, kind: str | None = None) -> dict:
+    """``config.json`` of one of our folders: ``{"kind": str, "config": {...}}``, checked for shape
+    (an object, a ``kind`` string, a ``config`` object) and read with :func:`.configcheck.read_json`."""
+    from .configcheck import read_json, require_mapping
+
     folder = Path(folder)
     cfg = folder / CONFIG_NAME
     if not cfg.is_file():
         raise InputError(f"{folder} has no {CONFIG_NAME}: convert the checkpoint with `synesthesia convert`")
-    try:
-        data = json.loads(cfg.read_text())
-    except json.JSONDecodeError as e:
-        raise InputError(f"{cfg} is not valid JSON ({e}): convert the checkpoint again") from None
-    if kind is not None and data.get("kind") != kind:
-        raise InputError(f"{folder} holds a {data.get('kind')!r} model, not a {kind!r} model: pick the right folder")
-    return data
+    data = require_mapping(read_json(cfg), str(cfg), "the file")
+    found = data.get("kind")
+    if not isinstance(found, str):
+        raise InputError(f"{cfg} has no \"kind\" string naming the model it holds: convert the checkpoint again")
+    if kind is not None and found != kind:
+        raise InputError(f"{folder} holds a {found!r} model, not a {kind!r} model: pick the right folder")
+    if not isinstance(data.get("config"), Mapping):
+        raise InputError(f"{cfg} has no \"config\" object (got {type(data.get('config')).__name__}): "
+                         "convert the checkpoint again")
+    out = ConfigDict(data["config"])
+    out.source = str(cfg)
+    return {**data, "config": out}
 
 
 def load_pretrained(folder: str | os.PathLike, kind: str | None = None) -> tuple[dict, dict]:
-    """Return ``(state_dict, config_dict)`` from a folder written by :func:`save_pretrained`."""
+    """Return ``(state_dict, config_dict)`` from a folder written by :func:`save_pretrained`.
+
+    The config dict remembers its file (``.source``), so :func:`config_from_dict` names it in errors."""
     from .safeload import load_state_dict
 
     folder = Path(folder)

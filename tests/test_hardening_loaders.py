@@ -234,3 +234,53 @@ def test_shared_reference_lists_in_init_kwargs_are_not_expanded(tmp_path, monkey
     tiny_stylegan.make_nvidia_pkl(tmp_path / "deep.pkl", src)
     with pytest.raises(UnsafeCheckpointError, match="nested more than"):
         load_nvidia_pickle(tmp_path / "deep.pkl")["G_ema"].child("mapping").init_kwargs
+
+
+# ------------------------------------------------------------------------------- 10.11 CLIP heads
+
+
+def test_clip_tower_export_takes_its_head_count_from_the_source(tmp_path, monkeypatch):
+    """A tower with 32-channel heads (128 wide, 4 heads): exported as 128 // 64 = 2 heads it
+    computes something else (the bug); with no head count in the source it is refused; with the
+    count given, or a released CLIP named by the training arguments, it matches the original."""
+    import tiny_clip
+    from test_v2a_denoiser import _write_vta_ldm
+
+    from synesthesia.core.clip import load_clip
+    from synesthesia.core.errors import CheckpointMismatchError
+    from synesthesia.core.v2a.convert import clip_vision_state, convert_vta_ldm, write_clip_vision
+
+    monkeypatch.setitem(tiny_clip.VISION, "num_attention_heads", 4)
+    ref = _write_vta_ldm(tmp_path / "ckpt")
+    with pytest.raises(CheckpointMismatchError, match="head count .* is not in its weights") as e:
+        convert_vta_ldm(tmp_path / "ckpt", tmp_path / "den", clip_out=tmp_path / "clip")
+    assert "\n" not in str(e.value) and "clip-vit-tiny" in str(e.value)
+    assert not (tmp_path / "clip").exists()
+
+    px = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        want = ref.vid_fea_extractor.clip_vision(pixel_values=px).image_embeds
+    convert_vta_ldm(tmp_path / "ckpt", tmp_path / "den2", clip_out=tmp_path / "clip4", clip_heads=4)
+    cache.clear()
+    with torch.no_grad():
+        assert torch.allclose(load_clip(tmp_path / "clip4").encode_pixels(px), want, atol=1e-5)
+
+    state = clip_vision_state(tmp_path / "ckpt")
+    write_clip_vision(state, tmp_path / "clip2", heads=2)  # what hidden // 64 gave
+    cache.clear()
+    with torch.no_grad():
+        assert not torch.allclose(load_clip(tmp_path / "clip2").encode_pixels(px), want, atol=1e-3)
+
+    with pytest.raises(CheckpointMismatchError, match="1024 wide"):  # the name says ViT-L/14, the weights do not
+        write_clip_vision(state, tmp_path / "clipL", encoder_name="openai/clip-vit-large-patch14")
+    with pytest.raises(CheckpointMismatchError, match="do not split"):
+        write_clip_vision(state, tmp_path / "clip3", heads=3)
+
+
+def test_released_clip_names_give_their_head_counts():
+    from synesthesia.core.clip import vision_heads
+
+    assert vision_heads(1024, "openai/clip-vit-large-patch14") == 16
+    assert vision_heads(1024, "ckpt/clip-vit-large-patch14") == 16  # a local copy, as training scripts record it
+    assert vision_heads(768, "openai/clip-vit-base-patch32") == 12
+    assert vision_heads(1280, "laion/CLIP-ViT-H-14-laion2B-s32B-b79K") == 16

@@ -230,7 +230,7 @@ def test_clip_tower_inside_the_checkpoint_is_exported(tmp_path):
     from synesthesia.core.v2a.convert import convert_vta_ldm
 
     ref = _write_vta_ldm(tmp_path / "ckpt")
-    convert_vta_ldm(tmp_path / "ckpt", tmp_path / "den", clip_out=tmp_path / "clip")
+    convert_vta_ldm(tmp_path / "ckpt", tmp_path / "den", clip_out=tmp_path / "clip", clip_heads=2)
     clip = load_clip(tmp_path / "clip")
     px = torch.rand(2, 3, 32, 32)
     with torch.no_grad():

@@ -237,6 +237,22 @@ def _check_sg3_layers(G, config, source: str) -> None:
                                       f"config read from the file ({names[:3]}...)")
 
 
+def _checked_config(read, G, state: dict, source: str):
+    """``read(G, state, source)`` with hyper-parameters that are not numbers, or out of range, refused
+    in one line (:mod:`..configcheck`) before anything is built from them."""
+    from ..configcheck import check_config
+    from ..errors import SynesthesiaError
+
+    try:
+        config = read(G, state, source)
+    except SynesthesiaError:
+        raise
+    except (TypeError, ValueError, OverflowError, AttributeError, KeyError) as e:
+        raise CheckpointMismatchError(f"{source}: G_ema's hyper-parameters are not the numbers a StyleGAN "
+                                      f"generator has ({type(e).__name__}: {e})") from None
+    return check_config(config, source)
+
+
 def nvidia_to_ours(path: Path):
     """Read an NVIDIA ``.pkl`` (restricted unpickler) -> ``(kind, config, state)`` from ``G_ema``."""
     from .nvidia_pkl import PersistentObject, load_nvidia_pickle
@@ -252,11 +268,11 @@ def nvidia_to_ours(path: Path):
     state = {k: v.float() for k, v in G.state_dict().items()}
     source = str(path)
     if syn.child("input") is not None and "synthesis.input.freqs" in state:
-        config = _nvidia_sg3_config(G, state, source)
+        config = _checked_config(_nvidia_sg3_config, G, state, source)
         _check_sg3_layers(G, config, source)
         return KIND_STYLEGAN3, config, state
     if syn.child("b4") is not None:
-        config = _nvidia_sg2_config(G, state, source)
+        config = _checked_config(_nvidia_sg2_config, G, state, source)
         state = {k: v for k, v in state.items() if not k.endswith("resample_filter")}
         return KIND_STYLEGAN2, config, state
     raise CheckpointMismatchError(f"{path}: G_ema is neither a StyleGAN2 (synthesis.b4) nor a StyleGAN3 "

@@ -48,8 +48,10 @@ def config_class(kind: str):
 
 def generator_from_state(kind: str, config, state: dict, source: str = "checkpoint") -> StyleGenerator:
     """Build a generator and load ``state`` (our key names) into it, checking every key and shape."""
+    from ..configcheck import check_config
     from ..errors import CheckpointMismatchError
 
+    check_config(config, source)  # types, ranges and size before anything is allocated
     g = build_generator(kind, config)
     own = g.state_dict()
     missing = sorted(set(own) - set(state))

@@ -212,7 +212,11 @@ def _check_storage(storage) -> int:
                                     "dtype); NVIDIA network pickles store typed storages")
     if not isinstance(storage, torch.TypedStorage):
         raise UnsafeCheckpointError(f"tensor rebuilt from a {type(storage).__name__}, not a storage")
-    return int(storage.size())
+    import warnings
+
+    with warnings.catch_warnings():  # TypedStorage.size() warns that TypedStorage is deprecated
+        warnings.simplefilter("ignore", UserWarning)
+        return int(storage.size())
 
 
 def _check_view(storage, storage_offset, size, stride) -> tuple[int, tuple[int, ...], tuple[int, ...]]:

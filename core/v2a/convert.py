@@ -78,7 +78,9 @@ def _unet_json(args: dict, folder: Path, unet_config: Optional[Path]) -> Optiona
         candidates += [Path(name), folder / name, folder / Path(name).name]
     for c in candidates:
         if c.is_file():
-            return json.loads(c.read_text())
+            from ..configcheck import UNET_JSON, check_fields, read_json
+
+            return dict(check_fields(read_json(c), UNET_JSON, str(c)))
     if unet_config is not None:
         raise FileNotFoundError(f"UNet config {unet_config} does not exist: give VTA-LDM's configs/diffusion_model_config_large.json")
     return None
@@ -181,13 +183,18 @@ def read_vta_ldm(path, unet_config=None) -> tuple[dict, DenoiserConfig]:
     ckpt = _find_checkpoint(path)
     folder = ckpt.parent
     state = _strip(find_state_dict(load_state_dict(ckpt)))
-    args = read_training_args(folder)
+    from ..configcheck import WIDTH, check_fields
+
+    args = check_fields(read_training_args(folder), {"embedding_dim": WIDTH}, str(folder / ARGS_NAME), "the training arguments")
     if args.get("task") not in (None, "video2audio"):
         raise InputError(f"{folder}: this VTA-LDM model was trained for {args['task']!r}, not video2audio")
     if args.get("pe") or args.get("ib") or args.get("lb") or args.get("jepa") or args.get("cavp") or args.get("vivit"):
         raise InputError(f"{folder}: this VTA-LDM variant (positional embedding / ImageBind / LanguageBind / V-JEPA / "
                          "CAVP / ViViT features) is not supported; use the released vta-ldm-clip4clip-v-large")
     config = infer_config(state, args, _unet_json(args, folder, unet_config))
+    from ..configcheck import check_config
+
+    check_config(config, str(ckpt))  # ranges and size before anything is built
     if args.get("fea_encoder_name"):
         log.info("VTA-LDM was trained with CLIP %s", args["fea_encoder_name"])
     with torch.device("meta"):
@@ -204,10 +211,13 @@ def clip_vision_state(path) -> dict:
     return {k[len(p):]: v for k, v in state.items() if k.startswith(p)}
 
 
-def write_clip_vision(state: dict, out) -> Path:
+def write_clip_vision(state: dict, out, encoder_name=None, heads=None, source: str = "") -> Path:
     """Write the CLIP vision tower as a transformers ``CLIPVisionModelWithProjection`` folder,
-    with the architecture read from the tensor shapes (heads: 64 channels each, as in every CLIP)."""
+    with the architecture read from the tensor shapes; the attention heads, which the shapes do
+    not give, from ``heads`` or the released CLIP ``encoder_name`` names (:func:`..clip.vision_heads`)."""
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    from ..clip import vision_heads
 
     if not state:
         raise CheckpointMismatchError("the checkpoint holds no CLIP vision tower (vid_fea_extractor.clip_vision.*)")
@@ -218,7 +228,7 @@ def write_clip_vision(state: dict, out) -> Path:
     layers = 1 + max(int(m.group(1)) for k in state if (m := re.match(r"vision_model\.encoder\.layers\.(\d+)\.", k)))
     cfg = CLIPVisionConfig(hidden_size=hidden, patch_size=patch, image_size=size, num_hidden_layers=layers,
                            intermediate_size=int(state["vision_model.encoder.layers.0.mlp.fc1.weight"].shape[0]),
-                           num_attention_heads=hidden // 64, projection_dim=int(state["visual_projection.weight"].shape[0]),
+                           num_attention_heads=vision_heads(hidden, encoder_name, heads, source), projection_dim=int(state["visual_projection.weight"].shape[0]),
                            hidden_act="quick_gelu")
     model = CLIPVisionModelWithProjection(cfg)
     own = model.state_dict()
@@ -235,11 +245,12 @@ def write_clip_vision(state: dict, out) -> Path:
     return out
 
 
-def convert_vta_ldm(src: Path, dst: Path, unet_config=None, clip_out=None) -> Path:
+def convert_vta_ldm(src: Path, dst: Path, unet_config=None, clip_out=None, clip_heads=None) -> Path:
     """``synesthesia convert vta-ldm CKPT_DIR -o OUT``: our folder (safetensors + config.json).
 
     The object branch is written at its zero start, so the folder loads with strict keys.
-    With ``clip_out`` the CLIP vision tower inside the checkpoint is written there too.
+    With ``clip_out`` the CLIP vision tower inside the checkpoint is written there too; its
+    attention heads come from ``clip_heads`` or the CLIP the training arguments name.
     """
     from ..serialization import save_pretrained
 
@@ -249,6 +260,8 @@ def convert_vta_ldm(src: Path, dst: Path, unet_config=None, clip_out=None) -> Pa
     full = {k: (state[k] if k in state else own[k]) for k in own}
     save_pretrained(dst, full, config, KIND)
     if clip_out is not None:
-        write_clip_vision(clip_vision_state(src), clip_out)
+        ckpt = _find_checkpoint(Path(src))
+        write_clip_vision(clip_vision_state(src), clip_out, read_training_args(ckpt.parent).get("fea_encoder_name"),
+                          clip_heads, str(ckpt))
     log.info("converted VTA-LDM %s -> %s (%d tensors)", src, dst, len(state))
     return Path(dst)

@@ -17,7 +17,6 @@ by the checkpoint's learned ``scaling_factor`` (AudioLDM's ``scale_by_std``): ``
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -58,6 +57,9 @@ class MelVAEConfig:
 
     @classmethod
     def from_diffusers(cls, cfg: Mapping[str, Any], source: str = "") -> "MelVAEConfig":
+        from ..configcheck import DIFFUSERS_VAE_JSON, check_fields
+
+        check_fields(cfg, DIFFUSERS_VAE_JSON, source)
         for key, want in (("down_block_types", "DownEncoderBlock2D"), ("up_block_types", "UpDecoderBlock2D")):
             if any(b != want for b in cfg.get(key, [want])):
                 raise InputError(f"{source}: VAE {key} {cfg.get(key)} is not AudioLDM's plain {want} layout")
@@ -132,7 +134,10 @@ class MelVAE(nn.Module):
 
 
 def _from_state_dict(config: MelVAEConfig, sd: Mapping[str, torch.Tensor], source: str) -> MelVAE:
+    from ..configcheck import check_config
     from .audioldm_convert import load_checked
+
+    check_config(config, source)  # ranges and size before anything is allocated
 
     model = MelVAE(config)
     load_checked(model.vae, sd, source, "mel VAE")
@@ -159,18 +164,17 @@ def _load_uncached(path: Path) -> MelVAE:
         cfg_file = path / CONFIG_NAME
         if not cfg_file.is_file():
             raise InputError(f"{path} has no config.json: give a diffusers vae/ folder, AudioLDM's .ckpt or our folder")
-        try:
-            raw = json.loads(cfg_file.read_text())
-        except json.JSONDecodeError as e:
-            raise InputError(f"{cfg_file} is not valid JSON ({e}): download the model again") from None
+        from ..configcheck import read_json, require_mapping
+
+        raw = require_mapping(read_json(cfg_file), str(cfg_file), "the file")
         if raw.get("kind") == KIND:
             sd, cfg = load_pretrained(path, KIND)
             from ..serialization import config_from_dict
 
-            return _from_state_dict(config_from_dict(MelVAEConfig, cfg), sd, str(path))
+            return _from_state_dict(config_from_dict(MelVAEConfig, cfg), sd, str(cfg_file))
         if raw.get("_class_name") not in ("AutoencoderKL", None):
             raise InputError(f"{path} holds a {raw.get('_class_name')}, not an AutoencoderKL: give AudioLDM's vae/ folder")
-        return _from_state_dict(MelVAEConfig.from_diffusers(raw, str(path)), _read_diffusers_weights(path), str(path))
+        return _from_state_dict(MelVAEConfig.from_diffusers(raw, str(cfg_file)), _read_diffusers_weights(path), str(cfg_file))
     ckpt = find_state_dict(load_state_dict(path, safe_globals=lightning_safe_globals()))
     config, sd = convert_ldm_vae(ckpt, str(path))
     return _from_state_dict(MelVAEConfig.from_diffusers(config, str(path)), sd, str(path))

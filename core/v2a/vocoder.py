@@ -23,7 +23,6 @@ Callers trim to the duration they want, as diffusers' ``AudioLDMPipeline`` does.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -205,16 +204,17 @@ def _from_converted(cfg: Mapping[str, Any], sd: Mapping[str, torch.Tensor], sour
                     mel_config: Optional[MelConfig] = None) -> Vocoder:
     from .audioldm_convert import load_checked
 
-    model = Vocoder(HifiGanConfig.from_dict(cfg), mel_config)
+    from ..configcheck import config_from_mapping
+
+    model = Vocoder(config_from_mapping(HifiGanConfig, cfg, getattr(cfg, "source", "") or source), mel_config)
     load_checked(model.hifigan, sd, source, "HiFi-GAN")
     return model.eval().requires_grad_(False)
 
 
 def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise InputError(f"{path} is not valid JSON ({e}): fix or download it again") from None
+    from ..configcheck import read_json, require_mapping
+
+    return dict(require_mapping(read_json(path), str(path), "the file"))
 
 
 def _jik876_mel(cfg: Mapping[str, Any]) -> Optional[MelConfig]:
@@ -245,6 +245,10 @@ def _load_generator_file(path: Path) -> Vocoder:
                          "give the folder holding it and its config.json")
     beside = path.parent / "config.json"
     jcfg = _read_json(beside) if beside.is_file() else None
+    if jcfg is not None:
+        from ..configcheck import JIK876_JSON, check_fields
+
+        check_fields(jcfg, JIK876_JSON, str(beside))
     if jcfg is not None and "upsample_rates" in jcfg and ("num_mels" in jcfg or "resblock" in jcfg):
         cfg, out = convert_hifigan(sd, hifigan_config_from_jik876(jcfg, str(beside)), str(path))
         mel = _jik876_mel(jcfg)
@@ -267,9 +271,13 @@ def _load_uncached(path: Path) -> Vocoder:
         raise InputError(f"{path} has no config.json: give AudioLDM's vocoder/ folder, a HiFi-GAN generator file or our folder")
     raw = _read_json(cfg_file)
     if raw.get("kind") == KIND:
+        from ..configcheck import config_from_mapping, require_mapping
+
         sd, cfg = load_pretrained(path, KIND)
-        mel = MelConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg["mel"].items()})
-        return _from_converted(cfg["hifigan"], sd, str(path), mel)
+        where = getattr(cfg, "source", str(cfg_file))
+        mel = config_from_mapping(MelConfig, require_mapping(cfg.get("mel"), where, "config.mel"), f"{where} [config.mel]")
+        return _from_converted(require_mapping(cfg.get("hifigan"), where, "config.hifigan"), sd,
+                               f"{where} [config.hifigan]", mel)
     if raw.get("model_type") in ("hifigan", "speecht5_hifigan") or "SpeechT5HifiGan" in raw.get("architectures", ()):
         for name in HF_WEIGHTS:
             if (path / name).is_file():
