@@ -34,8 +34,13 @@ pytestmark = pytest.mark.skipif(
     reason="set COMFYUI_DIR (a ComfyUI checkout) and COMFYUI_PYTHON (its environment's python) to run")
 
 # Shorter tiny runs; node ids as in the shipped workflows.
-OVERRIDES = {"sound_to_video": {"5.fps": 8.0}, "sound_to_video_text": {"5.fps": 8.0, "4.candidates": 4},
-             "video_to_foley": {"6.steps": 3}, "video_to_foley_text": {"6.steps": 3}}
+# the shipped workflows name the embedded default models; here they run on the tiny random ones
+_S2V = {"2.model": "landscape-256/", "3.audio_encoder": "audio_encoder/", "3.inversion": "inversion/", "3.walker": "walker/"}
+_V2A = {"2.model": "vta-ldm-clip4clip-v-large/", "3.model": "clip-vit-large-patch14/", "4.model": "audioldm-s-full-v2-vae/",
+        "5.model": "audioldm-s-full-v2-vocoder/"}
+OVERRIDES = {"sound_to_video": {**_S2V, "5.fps": 8.0},
+             "sound_to_video_text": {**_S2V, "9.model": "clip-vit-base-patch32/", "5.fps": 8.0, "4.candidates": 4},
+             "video_to_foley": {**_V2A, "6.steps": 3}, "video_to_foley_text": {**_V2A, "6.steps": 3}}
 
 
 def _free_port() -> int:
