@@ -463,6 +463,9 @@ def infer_vision_config(sd: Mapping[str, Any], hidden_act: str | None = None, so
     # wider than ViT-L use 16 heads (ViT-H/14: 1280 = 16 x 80, ViT-g/14: 1408 = 16 x 88,
     # ViT-bigG/14: 1664 = 16 x 104), as ComfyUI's clip_vision_config_{h,g}.json say.
     heads = WIDE_TOWER_HEADS.get(hidden, hidden // 64)
+    if not any(w == hidden for w, _ in RELEASED_VISION_HEADS.values()):
+        log.warning("%s: a %d-wide CLIP vision tower is no released CLIP; assuming 64-channel attention heads (%d), "
+                    "as every released CLIP of up to 1024 channels has", source, hidden, heads)
     if hidden % heads or (hidden not in WIDE_TOWER_HEADS and hidden % 64):
         raise CheckpointMismatchError(f"{source}: hidden size {hidden} does not split into CLIP attention heads: "
                                       "not a CLIP ViT vision tower")

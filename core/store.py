@@ -27,7 +27,6 @@ compression ratio, into a temporary folder that is moved into place only when co
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import secrets
@@ -135,14 +134,16 @@ def _entry_from_dict(d: dict) -> ModelEntry:
 
 def load_manifest(path: PathLike = MANIFEST_PATH) -> Dict[str, ModelEntry]:
     """``{name: ModelEntry}`` from a manifest file (the package's by default)."""
+    from .configcheck import read_json, require_mapping
+
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"model manifest {path} is missing: reinstall synesthesia") from None
-    except json.JSONDecodeError as e:
-        raise InputError(f"model manifest {path} is not valid JSON ({e})") from None
-    entries = [_entry_from_dict(d) for d in data.get("models", [])]
+    if not path.is_file():
+        raise InputError(f"model manifest {path} is missing: reinstall synesthesia")
+    data = require_mapping(read_json(path, "model manifest"), f"model manifest {path}", "the file")
+    models = data.get("models", [])
+    if not isinstance(models, list) or not all(isinstance(d, dict) for d in models):
+        raise InputError(f"model manifest {path}: \"models\" must be a list of objects")
+    entries = [_entry_from_dict(d) for d in models]
     out: Dict[str, ModelEntry] = {}
     for e in entries:
         if e.name in out:

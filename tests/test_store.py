@@ -139,3 +139,14 @@ def test_bundled_models_resolve_inside_the_package(isolated, monkeypatch):
     (folder / "config.json").write_text("{}")
     assert store.resolve("tiny-default") == folder
     assert store.download("tiny-default") == folder  # nothing to fetch
+
+
+def test_malformed_manifests_are_one_line(tmp_path):
+    """A manifest is JSON read with the same caps as a model config (issue 10.6)."""
+    cases = {"list.json": "[1, 2]", "deep.json": "[" * 100_000 + "]" * 100_000,
+             "nan.json": '{"models": [], "x": NaN}', "models.json": '{"models": {"a": 1}}'}
+    for name, text in cases.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(InputError) as e:
+            store.load_manifest(tmp_path / name)
+        assert str(tmp_path / name) in str(e.value) and "\n" not in str(e.value), name
