@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "stylegan_train",  # train-stylegan: a small StyleGAN2 from scratch
     "toyscape",  # toyscape: the procedural sound+video world the default models train on
     "defaults",  # train-defaults: remake the embedded default models
+    "demo",  # demo: the main job with the embedded default models
 )
 
 
