@@ -29,6 +29,8 @@ COMMAND_MODULES = (
     "v2a",  # foley, train-v2a: video -> audio
     "v2a_eval",  # eval-v2a: FD, FAD, KL, AV-Align of generated Foley
     "stylegan_train",  # train-stylegan: a small StyleGAN2 from scratch
+    "eval_defaults",  # eval-defaults: what the embedded default models show on held-out toyscape
+    "stylegan_train",  # train-stylegan: a small StyleGAN2 from scratch
     "toyscape",  # toyscape: the procedural sound+video world the default models train on
     "defaults",  # train-defaults: remake the embedded default models
     "demo",  # demo: the main job with the embedded default models

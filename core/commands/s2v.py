@@ -92,8 +92,9 @@ def register(sub) -> None:
     t.add_argument("-o", "--output", type=Path, required=True, help="run folder (checkpoints, log, model folders)")
     t.add_argument("--generator", type=Path, required=True, help="frozen StyleGAN2/3 generator")
     t.add_argument("--clip", type=Path, required=True, help="CLIP folder (with a text tower for the text terms)")
-    t.add_argument("--preset", choices=("light", "paper", "seed"), default="light",
-                   help="architectures and loss weights: light (small CNNs), paper, or the seed code's")
+    t.add_argument("--preset", choices=("light", "paper", "seed", "toy"), default="light",
+                   help="architectures and loss weights: light (small CNNs), paper, the seed code's, or toy "
+                        "(the embedded toy-s2v: 64 px toyscape, a few hundred CPU steps)")
     t.add_argument("--config", type=Path, default=None, help="JSON of TrainConfig fields over the preset")
     t.add_argument("--audio-encoder", type=Path, default=None, help="start from this trained audio encoder folder")
     t.add_argument("--steps", type=int, default=None, help="override the number of steps")

@@ -15,7 +15,11 @@ label):
   the generator's mean latent (``"mean"``), plus the same term over the walked latents
   (``lambda_walk``, the seed's per-step L2);
 - eq. 7-9: image and video PatchGAN discriminators against the real frames/clips (LSGAN by
-  default, as the seed).
+  default, as the seed);
+- not in the paper, off by default (``lambda_motion``): the mean absolute change between
+  consecutive generated frames should equal that of the real clip at the same times, so the
+  walker learns from the sound *when* the picture changes (the toy default uses it: with a few
+  hundred steps, the adversarial video term alone does not tie motion to the sound's onsets).
 
 Every weight is a :class:`TrainConfig` field. The loop runs under ``accelerate`` (one process or
 ``accelerate launch --multi_gpu --num_processes N`` over GPUs or nodes; without CUDA the same
@@ -76,6 +80,7 @@ class TrainConfig:
     lambda_adv_image: float = 1.0  # eq. 9 image term
     lambda_adv_video: float = 1.0  # eq. 9 video term
     lambda_nce: float = 1.0  # audio encoder InfoNCE (CVPR 2022)
+    lambda_motion: float = 0.0  # not in the paper: |mean |G_t - G_t-1| - mean |x_t - x_t-1|| per frame step
     gan_loss: str = "lsgan"  # "lsgan" (seed), "logistic" or "hinge"
     latent_anchor: str = "start"  # w̄ of eq. 3: "start" (the sampled w, seed) or "mean"
     train_audio_encoder: bool = True  # False: keep a given audio encoder frozen
@@ -100,7 +105,22 @@ SEED = TrainConfig(audio_encoder=ae.SEED_RESNET18, inversion=inv.SEED_PSP_TRANSF
                    lambda_clip_image=0.0, lambda_clip_text=0.0, lambda_nce=0.0, lambda_image_text=0.001,
                    train_audio_encoder=False, betas=(0.9, 0.999))
 LIGHT = TrainConfig()
-PRESETS = {"paper": PAPER, "seed": SEED, "light": LIGHT}
+# The embedded default `toy-s2v`: 64 px toyscape clips at 22.05 kHz, small CNNs, a few hundred
+# steps on a CPU. The generated-image <-> label-text term (the seed's, here at full weight) and
+# the motion term carry the signal a short run needs; the latent anchors are loose so that the
+# sound can move a random start latent to its own class.
+TOY = TrainConfig(
+    steps=150, batch_size=4, clip_frames=6, fps=8.0, image_size=64, lr=1e-3, lr_inversion=2e-3, lr_audio=1e-3,
+    lr_disc=2e-4, lambda_image_text=1.0, lambda_latent=0.05, lambda_walk=0.05, lambda_adv_image=0.1,
+    lambda_adv_video=0.1, lambda_motion=1.0, checkpoint_every=50,
+    audio_encoder=dataclasses.replace(ae.DEFAULT, channels=(16, 32, 64, 128), sample_rate=22050, n_fft=1024,
+                                      hop_length=256, n_mels=64, f_max=8000.0, segment_frames=43),
+    inversion=dataclasses.replace(inv.DEFAULT, channels=(16, 32, 64, 128), input_size=(64, 64), sample_rate=22050,
+                                  n_fft=1024, hop_length=512, n_mels=64, f_max=8000.0, segment_frames=86),
+    walker=dataclasses.replace(wk.DEFAULT, hidden_size=128, residual_scale=0.2),
+    image_disc=disc.ImageDiscriminatorConfig(ndf=16, n_layers=3),
+    video_disc=disc.VideoDiscriminatorConfig(ndf=8, n_layers=3, dropout=0.0))
+PRESETS = {"paper": PAPER, "seed": SEED, "light": LIGHT, "toy": TOY}
 
 _NESTED = {"audio_encoder": ae.AudioEncoderConfig, "inversion": inv.InversionEncoderConfig,
            "walker": wk.WalkerConfig, "image_disc": disc.ImageDiscriminatorConfig,
@@ -442,10 +462,15 @@ def train(data, output, generator_path, clip_path, config: TrainConfig = LIGHT, 
             losses["walk"] = (lat - anchor[:, None]).square().mean()
             losses["adv_image"] = disc.g_loss(d_img(fake), cfg.gan_loss)
             losses["adv_video"] = disc.g_loss(d_vid(fake_clip.permute(0, 2, 1, 3, 4)), cfg.gan_loss)
+            if cfg.lambda_motion > 0:  # (B, T-1) frame-step magnitudes, generated vs real
+                step_fake = (fake_clip[:, 1:] - fake_clip[:, :-1]).abs().mean(dim=(2, 3, 4))
+                step_real = (video[:, 1:] - video[:, :-1]).abs().mean(dim=(2, 3, 4))
+                losses["motion"] = (step_fake - step_real).abs().mean()
             loss_g = (cfg.lambda_clip_image * losses["clip_image"] + cfg.lambda_latent * losses["latent"]
                       + cfg.lambda_image_text * losses.get("image_text", zero)
                       + cfg.lambda_walk * losses["walk"] + cfg.lambda_adv_image * losses["adv_image"]
-                      + cfg.lambda_adv_video * losses["adv_video"])
+                      + cfg.lambda_adv_video * losses["adv_video"]
+                      + cfg.lambda_motion * losses.get("motion", zero))
             opt_g.zero_grad(set_to_none=True)
             if opt_a is not None:
                 opt_a.zero_grad(set_to_none=True)
