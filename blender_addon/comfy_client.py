@@ -217,6 +217,11 @@ def prepare_prompt(job: Mapping[str, Any], uploaded: str) -> tuple[dict, str]:
         raise WorkerError(f"the {kind} workflow must have one {load_cls} and one {save_cls} node "
                           f"(has {len(loads)} and {len(saves)})")
     prompt = _keep_ancestors(prompt, saves[0])
+    for key, name in (job.get("models") or {}).items():  # Class.input -> model name, as the worker takes them
+        cls, _, inp = str(key).partition(".")
+        for node in prompt.values():
+            if node["class_type"] == cls and inp in node["inputs"]:
+                node["inputs"][inp] = name
     values = dict(job)
     if kind == "foley":
         values["start"], values["duration"] = plain_window(job)

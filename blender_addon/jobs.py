@@ -51,7 +51,8 @@ def snapshot_sound(strip: Any, fps: int, fps_base: float, abspath) -> dict:
     """A sound strip's visible span: the file window heard there (sound strips play in scene time)."""
     rate = scene_rate(fps, fps_base)
     n = int(strip.frame_final_duration)
-    offset = float(strip.frame_final_start) - float(strip.frame_start)  # frames trimmed at the left
+    # frames trimmed at the left, plus the hard (animation) offset
+    offset = float(strip.frame_final_start) - float(strip.frame_start) + float(getattr(strip, "animation_offset_start", 0))
     sound = getattr(strip, "sound", None)
     return {
         "name": strip.name,
@@ -64,6 +65,20 @@ def snapshot_sound(strip: Any, fps: int, fps_base: float, abspath) -> dict:
         "frame_count": n,
         "channel": int(strip.channel),
     }
+
+
+def parse_models(text: str) -> dict:
+    """``"Class.input=name; ..."`` -> ``{"Class.input": name}`` (the preferences' Models field)."""
+    out = {}
+    for part in re.split(r"[;\n]", text or ""):
+        if not part.strip():
+            continue
+        key, eq, name = part.partition("=")
+        if not eq or "." not in key.strip() or not name.strip():
+            raise ValueError(f"models entry {part.strip()!r} must be Loader.input=name, "
+                             "e.g. SynesthesiaVTALoader.model=my-vta/")
+        out[key.strip()] = name.strip()
+    return out
 
 
 _UNSAFE = re.compile(r'[\\/:*?"<>|\x00-\x1f]+')

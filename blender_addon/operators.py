@@ -87,7 +87,12 @@ def make_client(prefs):
 
 def _settings(scene, prefs, kind: str) -> dict:
     s = scene.synesthesia
-    common = {"device": prefs.device, "models_dir": bpy.path.abspath(prefs.models_dir) if prefs.models_dir else ""}
+    try:
+        models = jobs_mod.parse_models(prefs.models)
+    except ValueError as e:
+        raise WorkerError(f"{e} (add-on preferences, Models)") from None
+    common = {"device": prefs.device, "models_dir": bpy.path.abspath(prefs.models_dir) if prefs.models_dir else "",
+              "models": models}
     if kind == "video":
         return {**common, "prompt": s.video_prompt, "seed": s.seed,
                 "workflow_s2v": bpy.path.abspath(prefs.workflow_s2v) if prefs.workflow_s2v else ""}
@@ -174,7 +179,7 @@ def retiming_keys(strip) -> list[tuple[float, float]]:
 def _content_length(editor, strip) -> int:
     """The strip's content frames without retiming (a throwaway strip of the same file says how many)."""
     strips = top_strips(editor)
-    probe = strips.new_movie("synesthesia-probe", strip.filepath, 128, int(strip.frame_start))
+    probe = strips.new_movie("synesthesia-probe", bpy.path.abspath(strip.filepath), 128, int(strip.frame_start))
     try:
         full = int(probe.frame_duration)
     finally:
@@ -320,7 +325,7 @@ class _GenerateBase:
 
     def _fail(self, context, message: str):
         settings = context.scene.synesthesia
-        settings.status = message[:300]
+        settings.status, settings.failed = message[:300], True
         self.report({"ERROR"}, message[:500])
         return False
 
@@ -330,7 +335,7 @@ class _GenerateBase:
         except (WorkerError, OSError) as e:
             return self._fail(context, " ".join(str(e).split()))
         settings = context.scene.synesthesia
-        settings.running, settings.progress, settings.status = True, 0.0, "Starting the worker…"
+        settings.running, settings.progress, settings.status, settings.failed = True, 0.0, "Starting…", False
         return True
 
     def _finish(self, context, cancelled=False):
@@ -340,7 +345,7 @@ class _GenerateBase:
         settings.running = False
         settings.progress = 1.0 if not cancelled else settings.progress
         level, line = run.message(cancelled)
-        settings.status = line[:300]
+        settings.status, settings.failed = line[:300], level == "ERROR"
         self.report({level}, line[:500])
         return {"FINISHED"} if run.placed else {"CANCELLED"}
 
@@ -458,15 +463,23 @@ class SYNESTHESIA_OT_check(bpy.types.Operator):
 
     def execute(self, context):
         prefs = preferences.get(context)
-        try:
-            info = check_worker(prefs, self.timeout)
-        except WorkerError as e:
-            prefs.check_result = "Error: " + " ".join(str(e).split())
-            self.report({"ERROR"}, prefs.check_result)
-            return {"CANCELLED"}
-        prefs.check_result = "\n".join(describe_info(info))
-        self.report({"INFO"}, f"Synesthesia {info.get('synesthesia')} with torch {info.get('torch')}: "
-                              f"{', '.join(info.get('devices', []))}")
+        comfy = prefs.comfyui_url.strip()
+        lines, summary = [], ""
+        if prefs.python_path or not comfy:  # the local worker (not needed when only a server is used)
+            try:
+                info = check_worker(prefs, self.timeout)
+            except WorkerError as e:
+                prefs.check_result = "Error: " + " ".join(str(e).split())
+                self.report({"ERROR"}, prefs.check_result)
+                return {"CANCELLED"}
+            lines += describe_info(info)
+            summary = (f"Synesthesia {info.get('synesthesia')} with torch {info.get('torch')}: "
+                       f"{', '.join(info.get('devices', []))}")
+        if comfy:
+            lines.append(check_comfyui(comfy))
+            summary = summary or lines[-1]
+        prefs.check_result = "\n".join(lines)
+        self.report({"INFO"}, summary)
         return {"FINISHED"}
 
 
@@ -475,7 +488,11 @@ def check_worker(prefs, timeout: float = 180.0) -> dict:
     env = {"SYNESTHESIA_MODELS": bpy.path.abspath(prefs.models_dir)} if prefs.models_dir else {}
     client = WorkerClient(bpy.path.abspath(prefs.python_path), env)
     try:
-        client.send({"op": "info", "id": "info",
+        try:
+            models = jobs_mod.parse_models(prefs.models)
+        except ValueError as e:
+            raise WorkerError(f"{e} (add-on preferences, Models)") from None
+        client.send({"op": "info", "id": "info", "models": models,
                      "models_dir": bpy.path.abspath(prefs.models_dir) if prefs.models_dir else ""})
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -492,6 +509,24 @@ def check_worker(prefs, timeout: float = 180.0) -> dict:
         raise WorkerError(f"the worker did not answer within {timeout:.0f} s")
     finally:
         client.close()
+
+
+def check_comfyui(url: str) -> str:
+    """One line: whether the ComfyUI server answers and has the Synesthesia nodes."""
+    try:
+        client = ComfyClient(url, timeout=5.0)
+    except WorkerError as e:
+        return f"ComfyUI: {e}"
+    try:
+        stats = client._get("/system_stats") or {}
+        version = (stats.get("system") or {}).get("comfyui_version", "?")
+        has = bool(client._get("/object_info/SynesthesiaVTADiffuse"))
+    except (WorkerError, OSError, ValueError) as e:
+        return f"ComfyUI at {client.url}: {e}"
+    finally:
+        client.close(timeout=1.0)
+    nodes = "has the Synesthesia nodes" if has else "lacks the Synesthesia nodes: install the pack there"
+    return f"ComfyUI {version} at {client.url}: {nodes}"
 
 
 def describe_info(info: dict) -> list[str]:

@@ -28,4 +28,4 @@ class SEQUENCER_PT_synesthesia(bpy.types.Panel):
         col.prop(settings, "video_prompt")
         col.operator("synesthesia.generate_video", icon="SEQUENCE")
         if settings.status:
-            layout.label(text=settings.status, icon="ERROR" if settings.status.startswith("the ") else "INFO")
+            layout.label(text=settings.status, icon="ERROR" if settings.failed else "INFO")

@@ -19,6 +19,12 @@ class SynesthesiaPreferences(bpy.types.AddonPreferences):
         subtype="DIR_PATH",
         default="",
     )
+    models: bpy.props.StringProperty(
+        name="Models",
+        description="Optional: the models the workflows' loaders use, as Loader.input=name pairs separated by ';' "
+                    "(e.g. SynesthesiaVTALoader.model=my-vta/); empty: the workflows' own, the embedded defaults",
+        default="",
+    )
     output_dir: bpy.props.StringProperty(
         name="Output folder",
         description="Where generated takes are written (// is the .blend file's folder); made when the first "
@@ -58,6 +64,7 @@ class SynesthesiaPreferences(bpy.types.AddonPreferences):
         layout = self.layout
         layout.prop(self, "python_path")
         layout.prop(self, "models_dir")
+        layout.prop(self, "models")
         layout.prop(self, "output_dir")
         layout.prop(self, "workflow")
         layout.prop(self, "workflow_s2v")

@@ -17,3 +17,4 @@ class SynesthesiaSceneSettings(bpy.types.PropertyGroup):
     running: bpy.props.BoolProperty(default=False, options={"SKIP_SAVE"})
     progress: bpy.props.FloatProperty(default=0.0, min=0.0, max=1.0, subtype="FACTOR", options={"SKIP_SAVE"})
     status: bpy.props.StringProperty(default="", options={"SKIP_SAVE"})
+    failed: bpy.props.BoolProperty(default=False, options={"SKIP_SAVE"})  # the status is an error

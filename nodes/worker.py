@@ -93,6 +93,20 @@ def _ancestors(prompt: Mapping[str, Mapping], node_id: str) -> set[str]:
     return keep
 
 
+def apply_models(prompt: dict, job: Mapping[str, Any]) -> dict:
+    """Point the workflow's loaders at ``job["models"]`` (``{"Class.input": name}``; classes the
+    workflow lacks are skipped, so one mapping serves every workflow). Without it the workflow's
+    own models are used: the shipped ones name the embedded defaults."""
+    for key, name in (job.get("models") or {}).items():
+        cls, _, inp = str(key).partition(".")
+        if not inp:
+            raise InputError(f"model override {key!r} must be Class.input=name, e.g. SynesthesiaVTALoader.model=my-vta/")
+        for node in prompt.values():
+            if node["class_type"] == cls and inp in node.get("inputs", {}):
+                node["inputs"][inp] = name
+    return prompt
+
+
 def _nodes_of(prompt: Mapping[str, Mapping], class_type: str) -> list[str]:
     return [nid for nid, n in prompt.items() if n["class_type"] == class_type]
 
@@ -230,7 +244,7 @@ def _foley_workflow(job: Mapping[str, Any]) -> tuple[Path, dict]:
     if len(vocode) != 1 or len(loaders) != 1:
         raise InputError(f"workflow {wf_path} must have one Load Video and one Vocode node "
                          f"(has {len(loaders)} and {len(vocode)}): start from workflows/video_to_foley_api.json")
-    return wf_path, {nid: prompt[nid] for nid in _ancestors(prompt, vocode[0])}
+    return wf_path, apply_models({nid: prompt[nid] for nid in _ancestors(prompt, vocode[0])}, job)
 
 
 def run_foley_job(job: Mapping[str, Any], callback) -> dict:
@@ -362,7 +376,7 @@ def run_sound_to_video_job(job: Mapping[str, Any], callback) -> dict:
     if len(saves) != 1 or len(loads) != 1:
         raise InputError(f"workflow {wf_path} must have one Load Audio and one Save Video node "
                          f"(has {len(loads)} and {len(saves)}): start from workflows/sound_to_video_api.json")
-    prompt = {nid: prompt[nid] for nid in _ancestors(prompt, saves[0])}
+    prompt = apply_models({nid: prompt[nid] for nid in _ancestors(prompt, saves[0])}, job)
     la = loads[0]
     overrides: dict[str, Any] = {f"{la}.path": str(audio.resolve()), f"{la}.file": "",
                                  f"{la}.start": float(job.get("start") or 0.0), f"{la}.duration": duration}
@@ -420,7 +434,7 @@ def run_info_job(job: Mapping[str, Any], callback) -> dict:
     report = {}
     with hostutil.headless_dirs_set(models=[models] if models else []):
         for name in ("video_to_foley_api.json", "video_to_foley_text_api.json", "sound_to_video_api.json"):
-            report[name.replace("_api.json", "")] = _model_report(load_workflow(shipped_workflow(name)))
+            report[name.replace("_api.json", "")] = _model_report(apply_models(load_workflow(shipped_workflow(name)), job))
     return {"synesthesia": __version__, "torch": torch.__version__, "python": platform.python_version(),
             "executable": sys.executable, "devices": available_devices(), "models_dir": models or "",
             "models": report}

@@ -56,7 +56,9 @@ def reset(args):
     prefs.python_path = args.get("python", "")
     prefs.output_dir = args.get("out_dir", "//foley/")
     prefs.models_dir = args.get("models_dir", "")
+    prefs.models = args.get("models", "")
     prefs.device = args.get("device", "auto")
+    prefs.comfyui_url = args.get("comfyui_url", "")
     prefs.workflow = prefs.workflow_s2v = ""
     return scene, editor
 
@@ -220,7 +222,7 @@ def case_generate(args):
         runs[-1]["results"] = addon("operators").LAST_RESULTS[:]
         runs[-1]["stat"] = {s["path"]: [os.stat(s["path"]).st_size, os.stat(s["path"]).st_mtime_ns]
                             for s in runs[-1]["sounds"] if os.path.exists(s["path"])}
-    out = {"runs": runs, "snap_frames": snap["frames"], "span": [(speed or movie).frame_final_start,
+    out = {"runs": runs, "snap_frames": snap["frames"], "snap_duration": snap["duration"], "span": [(speed or movie).frame_final_start,
                                                                   (speed or movie).frame_final_end]}
     if args.get("undo"):
         out["bl_options"] = {n: sorted(getattr(bpy.types, n).bl_options)
@@ -297,6 +299,8 @@ def case_modal_cancel(args):
         if run.fraction > 0:
             break
         time.sleep(0.05)
+    if op._run is None:  # it ended on its own (an error): nothing to cancel
+        return {"ended": states[-3:], "reports": reports}
     passed = op.modal(bpy.context, _Event(type="MOUSEMOVE", value="NOTHING"))
     progress = scene.synesthesia.progress
     ret = op.modal(bpy.context, _Event(type="ESC", value="PRESS"))

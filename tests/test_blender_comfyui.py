@@ -75,6 +75,8 @@ class _Fake(BaseHTTPRequestHandler):
         st = self.state
         if self.path == "/system_stats":
             return self._json({"system": {"comfyui_version": "fake"}})
+        if self.path == "/object_info/SynesthesiaVTADiffuse":
+            return self._json({"SynesthesiaVTADiffuse": {"input": {}}})
         if self.path.startswith("/ws"):
             return self._websocket()
         if self.path.startswith("/history/"):
@@ -134,12 +136,18 @@ class _Fake(BaseHTTPRequestHandler):
         time.sleep(0.5)
 
 
-@pytest.fixture()
-def fake_server():
+def start_fake_server():
+    """``(url, state, server)``: a fake ComfyUI on a free loopback port (``server.shutdown()`` stops it)."""
     _Fake.state = {}
     srv = ThreadingHTTPServer(("127.0.0.1", 0), _Fake)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield f"127.0.0.1:{srv.server_address[1]}", _Fake.state
+    return f"127.0.0.1:{srv.server_address[1]}", _Fake.state, srv
+
+
+@pytest.fixture()
+def fake_server():
+    url, state, srv = start_fake_server()
+    yield url, state
     srv.shutdown()
 
 
