@@ -219,6 +219,16 @@ needs_comfy = pytest.mark.skipif(
     reason="set COMFYUI_DIR (a ComfyUI checkout) and COMFYUI_PYTHON (its environment's python) to run")
 
 
+# The shipped workflows name the embedded defaults; the server fixture has tiny random models under these names.
+SERVER_MODELS = {"SynesthesiaVTALoader.model": "vta-ldm-clip4clip-v-large/",
+                 "SynesthesiaCLIPLoader.model": "clip-vit-large-patch14/",
+                 "SynesthesiaMelVAELoader.model": "audioldm-s-full-v2-vae/",
+                 "SynesthesiaVocoderLoader.model": "audioldm-s-full-v2-vocoder/",
+                 "SynesthesiaStyleGANLoader.model": "landscape-256/",
+                 "SynesthesiaSoundModelsLoader.audio_encoder": "audio_encoder/",
+                 "SynesthesiaSoundModelsLoader.inversion": "inversion/", "SynesthesiaSoundModelsLoader.walker": "walker/"}
+
+
 @needs_comfy
 def test_real_comfyui_runs_foley_and_video_jobs_and_interrupts(server, tmp_path):  # noqa: F811
     from synesthesia.core import media
@@ -228,7 +238,7 @@ def test_real_comfyui_runs_foley_and_video_jobs_and_interrupts(server, tmp_path)
     # the input clip: 12 frames at 10 fps; the strip shows frames 2..9 straight in a 10 fps scene
     out = tmp_path / "foley" / "clip foley take 1.wav"
     client.send({"op": "foley", "id": "f", "video": str(base / "input" / "clip.mp4"), "frames": list(range(2, 10)),
-                 "fps": 10.0, "source_fps": 10.0, "duration": 0.8, "steps": 2, "out": str(out)})
+                 "fps": 10.0, "source_fps": 10.0, "duration": 0.8, "steps": 2, "out": str(out), "models": SERVER_MODELS})
     events = _events(client)
     assert events[-1]["event"] == "done", events[-1]
     assert any(e["event"] == "progress" for e in events)
@@ -236,13 +246,14 @@ def test_real_comfyui_runs_foley_and_video_jobs_and_interrupts(server, tmp_path)
     assert wav.shape[-1] == round(0.8 * sr)  # the strip's span, to the sample
     video = tmp_path / "beat video take 1.mp4"
     client.send({"op": "sound_to_video", "id": "v", "audio": str(base / "input" / "sound.wav"), "start": 0.5,
-                 "duration": 1.0, "fps": 8.0, "out": str(video)})
+                 "duration": 1.0, "fps": 8.0, "out": str(video), "models": SERVER_MODELS})
     events = _events(client)
     assert events[-1]["event"] == "done", events[-1]
     assert media.probe(video).n_frames == 8
     long = tmp_path / "long.wav"
     client.send({"op": "foley", "id": "l", "video": str(base / "input" / "clip.mp4"), "frames": list(range(12)),
-                 "fps": 10.0, "source_fps": 10.0, "duration": 1.2, "steps": 1000, "out": str(long)})
+                 "fps": 10.0, "source_fps": 10.0, "duration": 1.2, "steps": 1000, "out": str(long),
+                 "models": SERVER_MODELS})
     _events(client, until=("progress",))
     t0 = time.monotonic()
     client.cancel()
