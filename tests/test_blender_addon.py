@@ -115,6 +115,8 @@ def test_speed_effect_timing_follows_blenders_rules():
     assert timing.played_frames(movie, speed)[:5] == [4, 6, 7, 9, 10]  # 5.5 and 8.5 show 6 and 9
     speed.speed_control, speed.speed_length = "LENGTH", 50.0
     assert set(timing.played_frames(movie, speed)) == {54}
+    speed.speed_control, speed.speed_frame_number = "FRAME_NUMBER", 7.0
+    assert set(timing.played_frames(movie, speed)) == {11}  # 7 frames into the trimmed content (4)
     speed.speed_control = "WHAT"
     with pytest.raises(timing.TimingError, match="WHAT"):
         timing.played_frames(movie, speed)
@@ -378,6 +380,7 @@ TIMING = {
     "speed_x1_5": (M30, {"offset": 2, "speed": {"control": "MULTIPLY", "factor": 1.5}}),
     "speed_stretch": (M30, {"offset": 3, "offset_end": 20, "speed": {"control": "STRETCH"}}),
     "speed_length": (M30, {"speed": {"control": "LENGTH", "length": 40.0}}),
+    "speed_frame_number": (M30, {"offset": 4, "speed": {"control": "FRAME_NUMBER", "frame_number": 7.0}}),
     "speed_animated": (M30, {"speed": {"control": "MULTIPLY", "keys": [[10, 1.0], [30, 3.0]]}}),
     "speed_selected": (M30, {"offset": 6, "select_speed": True, "speed": {"control": "MULTIPLY", "factor": 0.5}}),
     "reverse_strobe": (M30, {"offset": 2, "offset_end": 3, "reverse": True, "strobe": 3.0}),
