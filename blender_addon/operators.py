@@ -126,9 +126,9 @@ def _speed_factor_curve(scene, effect):
 def snapshot_movie(scene, strip) -> dict:
     editor = scene.sequence_editor
     retiming = content_length = None
-    if _retimed(strip):
-        retiming = retiming_keys(strip)
+    if len(strip.retiming_keys):
         content_length = _content_length(editor, strip)
+        retiming = retiming_keys(strip, content_length)
     speed = timing.find_speed_effect(all_strips(editor), strip)
     if speed is not None and speed.speed_control == "MULTIPLY" and _speed_factor_curve(scene, speed) is not None:
         raise WorkerError(f"Speed effect {speed.name!r} has an animated speed factor, which the add-on cannot time "
@@ -149,8 +149,9 @@ _KEY_FACTOR_OFFSETS = (16, 12)
 _TRANSITION_FLAGS = 1 | 2  # SEQ_SPEED_TRANSITION_IN | SEQ_SPEED_TRANSITION_OUT
 
 
-def retiming_keys(strip) -> list[tuple[float, float]]:
-    """``(strip_frame_index, content_fraction)`` of each retiming key, or raise saying why not."""
+def retiming_keys(strip, content_length: int):
+    """``(strip_frame_index, content_fraction)`` of each retiming key (None when they change nothing),
+    or raise saying why not."""
     import ctypes
 
     keys = list(strip.retiming_keys)
@@ -165,6 +166,8 @@ def retiming_keys(strip) -> list[tuple[float, float]]:
     else:
         raise WorkerError(f"strip {strip.name!r} has retiming keys that could not be read in Blender "
                           f"{bpy.app.version_string}: apply the retiming (or use a Speed effect) before generating")
+    if len(indices) == 2 and indices[0] == 0 and indices[1] in (content_length - 1, content_length):
+        return None  # Blender's two keys at the content's ends: no retiming
     if bpy.app.version >= (5, 0, 0):
         # Blender 5.0 reads the keys (byte 12) but shows other frames in retimed segments than the
         # 4.x evaluation gives (checked by rendering a 4.5 file with retiming keys in 5.0.1).
@@ -191,9 +194,10 @@ def _retimed(strip) -> bool:
     keys = list(getattr(strip, "retiming_keys", ()))
     if not keys:
         return False
-    # two keys at the content's ends are Blender's "no retiming"
+    # two keys at the content's ends are Blender's "no retiming" (5.0 puts the last at the end of the last frame)
+    end = strip.frame_start + strip.frame_duration
     return not (len(keys) == 2 and keys[0].timeline_frame == strip.frame_start
-                and keys[1].timeline_frame == strip.frame_start + strip.frame_duration - 1)
+                and keys[1].timeline_frame in (end - 1, end))
 
 
 def place_strip(scene, snap: dict, path: str, kind: str):
@@ -242,6 +246,10 @@ class _Run:
             strips = selected_sound_strips(scene)
             if not strips:
                 raise WorkerError("select one or more sound strips first")
+            for s in strips:
+                if _retimed(s):
+                    raise WorkerError(f"sound strip {s.name!r} has retiming keys (its speed changes), which Generate "
+                                      "Video does not follow: remove them, or mix the sound down to a file first")
             self.snaps = [jobs_mod.snapshot_sound(s, scene.render.fps, scene.render.fps_base, bpy.path.abspath)
                           for s in strips]
             missing = [s["audio"] for s in self.snaps if not os.path.isfile(s["audio"])]
