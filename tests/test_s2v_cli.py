@@ -8,8 +8,6 @@ whose answer is known.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -36,19 +34,24 @@ def assets(tmp_path_factory):
     return root
 
 
-def _run(*args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "synesthesia", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout)
+def _main(capsys, *args):
+    """The real argument parser and error handling, in this process (faster than a subprocess)."""
+    from synesthesia.cli import main
+
+    code = main([str(a) for a in args])
+    return code, capsys.readouterr()
 
 
-def test_animate_writes_video_with_the_sound(assets, tmp_path):
+def test_animate_writes_video_with_the_sound(assets, tmp_path, capsys):
+    """In this process (the command as a subprocess, `python -m synesthesia animate`, runs in
+    test_cli_signals.py): a second interpreter importing torch and transformers proves nothing more."""
     from synesthesia.core import media
 
     out = tmp_path / "out.mp4"
-    r = _run("animate", assets / "sound.wav", "-o", out, "--generator", assets / "gen", "--models", assets / "models",
-             "--fps", 8, "--resolution", 32, "--batch-size", 3, "--device", "cpu", "--clip", assets / "clip",
-             "--prompt", "a dog", "--candidates", 3)
-    assert r.returncode == 0, r.stderr[-2000:]
+    code, io = _main(capsys, "animate", assets / "sound.wav", "-o", out, "--generator", assets / "gen", "--models",
+                     assets / "models", "--fps", 8, "--resolution", 32, "--batch-size", 3, "--device", "cpu", "--clip",
+                     assets / "clip", "--prompt", "a dog", "--candidates", 3)
+    assert code == 0, io.err[-2000:]
     info = media.probe(out)
     assert info.has_video and info.has_audio
     assert (info.width, info.height) == (32, 32)
@@ -61,14 +64,6 @@ def test_animate_writes_video_with_the_sound(assets, tmp_path):
     a = torch.fft.rfft(wave[0, 1000:1000 + n]).abs()
     b = torch.fft.rfft(src[1000:1000 + n]).abs()
     assert torch.corrcoef(torch.stack([a, b]))[0, 1] > 0.9
-
-
-def _main(capsys, *args):
-    """The real argument parser and error handling, in this process (faster than a subprocess)."""
-    from synesthesia.cli import main
-
-    code = main([str(a) for a in args])
-    return code, capsys.readouterr()
 
 
 def test_animate_errors_name_the_fix(assets, tmp_path, capsys):
