@@ -52,9 +52,9 @@ WORKFLOWS = Path(__file__).resolve().parents[1] / "workflows"
 
 
 def shipped_workflow(name: str) -> Path:
-    """A shipped API-format workflow (``workflows/api/<name>``; older checkouts: ``workflows/<name>``)."""
-    p = WORKFLOWS / "api" / name
-    return p if p.is_file() else shipped_workflow(name)
+    """A shipped API-format workflow: ``workflows/api/<name>`` (the UI files beside ``api/`` are
+    ComfyUI's templates)."""
+    return WORKFLOWS / "api" / name
 
 # Job field -> (node class, input) set on every node of that class the trimmed graph has.
 FOLEY_SETTINGS = {

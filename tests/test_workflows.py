@@ -100,3 +100,12 @@ def test_every_node_matches_its_schema(api_path, object_info):
                 src, out = value
                 rtype = classes[src][1][out]
                 assert W._types_match(rtype, declared[name]), f"node {nid}.{name}: {rtype} into {declared[name]}"
+
+
+def test_the_blender_worker_finds_the_shipped_api_workflows():
+    from synesthesia.nodes.worker import shipped_workflow
+
+    for name in ("video_to_foley", "video_to_foley_text", "sound_to_video", "sound_to_video_text"):
+        assert shipped_workflow(f"{name}_api.json") == WF / "api" / f"{name}_api.json"
+        assert shipped_workflow(f"{name}_api.json").is_file()
+    assert shipped_workflow("nope_api.json") == WF / "api" / "nope_api.json"  # not found: a path, no recursion
