@@ -169,8 +169,10 @@ def retiming_keys(strip, content_length: int):
     if len(indices) == 2 and indices[0] == 0 and indices[1] in (content_length - 1, content_length):
         return None  # Blender's two keys at the content's ends: no retiming
     if bpy.app.version >= (5, 0, 0):
-        # Blender 5.0 reads the keys (byte 12) but shows other frames in retimed segments than the
-        # 4.x evaluation gives (checked by rendering a 4.5 file with retiming keys in 5.0.1).
+        # Blender 5.0 maps a retimed strip by factor * len (4.x: len - 1) and, rendering the frames in
+        # order, shows for a fractional position the frame cached under its whole part when there
+        # is one (rounded otherwise), so what is shown depends on what was rendered before it
+        # (found by rendering a 4.5 file with retiming keys in 5.0.1): not reproduced here.
         raise WorkerError(f"strip {strip.name!r} has retiming keys, whose timing in Blender {bpy.app.version_string} "
                           "the add-on does not reproduce exactly yet: apply the retiming (or use a Speed effect)")
     if any(f & _TRANSITION_FLAGS for f in flags):
