@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
+import operator
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,12 @@ from ..progress import Progress, ProgressCallback
 from .audio_encoder import AudioEncoder, MelFrontEnd, segment_mel
 
 log = logging.getLogger(__name__)
+
+# Frames per generator call when the caller gives no batch size, by device type (bench/README.md,
+# "Render batch per device"): on the CPU one frame per call was the fastest (2 cores gain nothing
+# from a batch and a batch spills the caches), on CUDA a batch fills the GPU. Other devices: 8.
+RENDER_BATCH = {"cpu": 1, "cuda": 16}
+RENDER_BATCH_OTHER = 8
 
 AUDIO_ENCODER_DIR = "audio_encoder"
 INVERSION_DIR = "inversion_encoder"
@@ -214,9 +221,11 @@ class SoundToVideoPipeline:
     @torch.no_grad()
     def select_start_latent(self, prompt: Optional[str], truncation: float, seed: Optional[int],
                             n_candidates: int = 16, generator: Optional[torch.Generator] = None,
-                            batch_size: int = 8, progress: Optional[Progress] = None) -> torch.Tensor:
-        """w (n_latent, w_dim): the seeded sample, or with a prompt the most CLIP-similar of K (sec. 4.5)."""
+                            batch_size: Optional[int] = None, progress: Optional[Progress] = None) -> torch.Tensor:
+        """w (n_latent, w_dim): the seeded sample, or with a prompt the most CLIP-similar of K (sec. 4.5),
+        rendered ``batch_size`` candidates at a time (None: the device's default, :func:`render_batch_size`)."""
         G = self.generator
+        batch_size = render_batch_size(self.device, batch_size)
         if generator is None:
             generator = torch.Generator().manual_seed(int(seed) if seed is not None else random.randrange(2**31))
         k = max(1, int(n_candidates)) if prompt else 1
@@ -247,7 +256,7 @@ class SoundToVideoPipeline:
     def invert(self, audio: torch.Tensor, sample_rate: int, prompt: Optional[str] = None, seed: Optional[int] = None,
                generator: Optional[torch.Generator] = None, truncation: float = 0.7,
                start_latent: Optional[torch.Tensor] = None, n_candidates: int = 16, duration: Optional[float] = None,
-               batch_size: int = 8, callback: Optional[ProgressCallback] = None):
+               batch_size: Optional[int] = None, callback: Optional[ProgressCallback] = None):
         """Steps 1-4: the start latent w (``start_latent``, or seeded, or the best of ``n_candidates`` by CLIP
         for a ``prompt``), then sound inversion ŵ_a = E_a(x_a) + w (eq. 1) from the sound's first window.
 
@@ -344,7 +353,7 @@ class SoundToVideoPipeline:
                 progress.advance(f1 - f0)
             yield lat
 
-    def render(self, latents: torch.Tensor, batch_size: int = 8, resolution: Optional[int] = None,
+    def render(self, latents: torch.Tensor, batch_size: Optional[int] = None, resolution: Optional[int] = None,
                noise_mode: str = "const", callback: Optional[ProgressCallback] = None) -> torch.Tensor:
         """Step 5's rendering: :func:`render_latents` with this pipeline's generator."""
         return render_latents(self.generator, latents, batch_size, noise_mode, resolution, callback)
@@ -353,16 +362,16 @@ class SoundToVideoPipeline:
                      seed: Optional[int] = None, generator: Optional[torch.Generator] = None, fps: float = 25.0,
                      duration: Optional[float] = None, resolution: Optional[int] = None, truncation: float = 0.7,
                      style_mix: Optional[int] = None, start_latent: Optional[torch.Tensor] = None,
-                     n_candidates: int = 16, batch_size: int = 8, callback: Optional[ProgressCallback] = None):
+                     n_candidates: int = 16, batch_size: Optional[int] = None, callback: Optional[ProgressCallback] = None):
         """Yield ``(frames (b, 3, H, W) in [0, 1], latents (b, n_latent, w_dim))`` batches in order.
 
         The first item yielded is a dict ``{"n_frames", "start_latent", "resolution"}`` describing the
-        run; the generator does the work lazily, so memory is bounded by ``batch_size``.
+        run; the generator does the work lazily, so memory is bounded by ``batch_size`` (None: the
+        device's default, :func:`render_batch_size`).
         """
         # 1. check inputs
         self.check_inputs(audio, sample_rate, prompt, fps, duration, resolution, truncation, style_mix, start_latent)
-        if batch_size < 1:
-            raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        batch_size = render_batch_size(self.device, batch_size)
         G = self.generator
         wave = mono_window(audio, sample_rate, duration)
         n_frames = frame_count(wave, sample_rate, fps)
@@ -386,7 +395,7 @@ class SoundToVideoPipeline:
                  seed: Optional[int] = None, generator: Optional[torch.Generator] = None, fps: float = 25.0,
                  duration: Optional[float] = None, resolution: Optional[int] = None, truncation: float = 0.7,
                  style_mix: Optional[int] = None, start_latent: Optional[torch.Tensor] = None,
-                 n_candidates: int = 16, batch_size: int = 8, stream: bool = False,
+                 n_candidates: int = 16, batch_size: Optional[int] = None, stream: bool = False,
                  callback: Optional[ProgressCallback] = None) -> S2VResult:
         """Animate ``audio`` ((C, N) or (N,) float in [-1, 1] at ``sample_rate``).
 
@@ -408,6 +417,19 @@ class SoundToVideoPipeline:
             ls.append(lat)
         return S2VResult(torch.cat(fs), float(fps), torch.cat(ls), head["n_frames"], head["start_latent"],
                          head["resolution"])
+
+
+def render_batch_size(device, batch_size: Optional[int] = None) -> int:
+    """``batch_size`` when given, else the measured default for ``device`` (:data:`RENDER_BATCH`)."""
+    if batch_size is None:
+        return RENDER_BATCH.get(torch.device(device).type, RENDER_BATCH_OTHER)
+    try:
+        b = operator.index(batch_size)
+    except TypeError:
+        b = 0
+    if isinstance(batch_size, bool) or b < 1:
+        raise InputError(f"batch_size must be an integer >= 1 (or None for the device's default), got {batch_size!r}")
+    return b
 
 
 def front_sr(front: MelFrontEnd) -> int:
@@ -438,11 +460,11 @@ def _render_batch(generator, w: torch.Tensor, resolution: Optional[int], noise_m
     return img.clamp(0, 1).cpu()
 
 
-def render_latents(generator, latents: torch.Tensor, batch_size: int = 8, noise_mode: str = "const",
+def render_latents(generator, latents: torch.Tensor, batch_size: Optional[int] = None, noise_mode: str = "const",
                    resolution: Optional[int] = None, callback: Optional[ProgressCallback] = None) -> torch.Tensor:
     """Step 5's rendering: W+ latents ``(N, n_latent, w_dim)`` -> images ``(N, 3, H, W)`` in [0, 1] on the CPU.
 
-    Rendered ``batch_size`` at a time; ``resolution`` resizes the square output (antialiased
+    Rendered ``batch_size`` at a time (None: the device's default, :func:`render_batch_size`); ``resolution`` resizes the square output (antialiased
     bilinear); None keeps the generator's. ``callback(done, N, {"stage": "render"})`` after each
     batch (it may raise to cancel). Needs only the generator, so a host can render any W+ latents.
     """
@@ -451,8 +473,7 @@ def render_latents(generator, latents: torch.Tensor, batch_size: int = 8, noise_
     if latents.dim() != 3 or latents.shape[1:] != (generator.n_latent, generator.w_dim):
         raise InputError(f"latents must be (N, {generator.n_latent}, {generator.w_dim}) for this generator; "
                          f"got {tuple(latents.shape)}: use the trajectory made for the same StyleGAN")
-    if batch_size < 1:
-        raise InputError(f"batch_size must be >= 1; got {batch_size}")
+    batch_size = render_batch_size(next(generator.parameters()).device, batch_size)
     progress = Progress(latents.shape[0], callback, stage="render")
     out = []
     with torch.inference_mode():
