@@ -141,8 +141,11 @@ class _TimedVocoder:
 
 
 # ------------------------------------------------------------------------------------ models
+BUILD_DEVICE = "cpu"  # where the random models are initialised before saving (a GPU does it in a blink)
+
+
 def _state(module: torch.nn.Module) -> dict:
-    return {k: v.detach().contiguous() for k, v in module.state_dict().items()}
+    return {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
 
 
 def write_clip(folder: Path, spec: dict) -> dict:
@@ -161,8 +164,9 @@ def write_clip(folder: Path, spec: dict) -> dict:
     vcfg = CLIPVisionConfig(**spec["vision"])
     config = CLIPConfig(text_config=tcfg.to_dict(), vision_config=vcfg.to_dict(), projection_dim=spec["projection_dim"])
     torch.manual_seed(1)
-    model = CLIPModel(config).eval()
-    model.save_pretrained(str(folder))
+    with torch.device(BUILD_DEVICE):
+        model = CLIPModel(config).eval()
+    model.cpu().save_pretrained(str(folder))
     size = spec["vision"]["image_size"]
     CLIPImageProcessorPil(size={"shortest_edge": size}, crop_size={"height": size, "width": size}).save_pretrained(str(folder))
     return _state(model)
@@ -198,7 +202,8 @@ def write_vta_ldm(folder: Path, small: bool, clip_state: dict) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     cfg = dataclasses.replace(VTA_LDM_LARGE, use_objects=False, **(UNET_SMALL if small else {}))
     torch.manual_seed(0)
-    model = VTALDM(cfg).eval()
+    with torch.device(BUILD_DEVICE):
+        model = VTALDM(cfg).eval()
     state = {}
     for k, v in _state(model).items():
         if k.startswith("unet."):
@@ -232,9 +237,10 @@ def write_audioldm(folder: Path, small: bool) -> None:
     from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig
 
     torch.manual_seed(2)
-    vae = AutoencoderKL(**(VAE_SMALL if small else VAE_AUDIOLDM)).eval()
-    vae.save_pretrained(str(folder / "vae"), safe_serialization=False)
-    voc = SpeechT5HifiGan(SpeechT5HifiGanConfig(**(HIFIGAN_SMALL if small else HIFIGAN_AUDIOLDM))).eval()
+    with torch.device(BUILD_DEVICE):
+        vae = AutoencoderKL(**(VAE_SMALL if small else VAE_AUDIOLDM)).eval()
+        voc = SpeechT5HifiGan(SpeechT5HifiGanConfig(**(HIFIGAN_SMALL if small else HIFIGAN_AUDIOLDM))).eval()
+    vae.cpu().save_pretrained(str(folder / "vae"), safe_serialization=False)
     (folder / "vocoder").mkdir(parents=True, exist_ok=True)
     voc.config.save_pretrained(str(folder / "vocoder"))
     torch.save(_state(voc), folder / "vocoder" / "pytorch_model.bin")
@@ -550,7 +556,7 @@ def main(argv=None) -> int:
     p.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"))
     p.add_argument("--scheduler", default="dpm++", help="dpm++ (25 steps), ddpm or ddim (300)")
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the scheduler's)")
-    p.add_argument("--clips", type=int, default=2, help="clips timed for the steady state (after 1 warm-up)")
+    p.add_argument("--clips", type=int, default=2, help="clips timed for the steady state (after 1 warm-up; at least 1)")
     p.add_argument("--seconds", type=float, default=8.0, help="clip length")
     p.add_argument("--size", default="640x360", help="clip WIDTHxHEIGHT")
     p.add_argument("--fps", type=float, default=30.0, help="clip frame rate")
@@ -558,11 +564,14 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-fresh", action="store_true", help="skip the fresh-process `synesthesia foley` timing")
     p.add_argument("--cold-profile", action="store_true", help="also -X importtime and cProfile the fresh process")
+    p.add_argument("--fresh-only", action="store_true", help="only the fresh-process runs (skip the in-process clips)")
     p.add_argument("--trace-dir", type=Path, default=None, help="also torch.profiler one clip; top-20 table + trace here")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     width, height = (int(x) for x in args.size.lower().split("x"))
+    if args.clips < 1:
+        p.error("--clips must be at least 1")
 
     tmp = None
     if args.models is None:
@@ -578,8 +587,13 @@ def main(argv=None) -> int:
               f"{os.cpu_count()} CPUs, load average {load_avg[0]:.2f} at start; {platform.platform()}")
         if args.device.startswith("cuda"):
             print(f"GPU: {torch.cuda.get_device_name(torch.device(args.device))}")
+        global BUILD_DEVICE
+        BUILD_DEVICE = args.device if args.device.startswith("cuda") else "cpu"
         paths = ensure_models(args.models, args.small)
         videos = write_clips(args.models / "clips", 2 + args.clips + 1, args.seconds, width, height, args.fps)
+        if args.fresh_only:
+            fresh_runs(paths, videos[-1], work, args)
+            return 0
 
         from synesthesia.core.v2a.pipeline import VideoToAudioPipeline
 
