@@ -50,7 +50,7 @@ def register(sub) -> None:
     p.add_argument("--duration", type=float, default=4.0, help="seconds of material (your files are cut to this)")
     p.add_argument("--steps", type=int, default=25, help="Foley denoising steps")
     p.add_argument("--scheduler", default="dpm++", help="Foley sampler: dpm++, ddim or ddpm")
-    p.add_argument("--fps", type=float, default=16.0, help="frame rate of the generated video")
+    p.add_argument("--fps", type=float, default=8.0, help="frame rate of the generated video (toy-s2v's walker is trained at 8)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.set_defaults(func=cmd_demo)
 
