@@ -240,8 +240,9 @@ def _agree(cls_name: str, c: Any) -> None:
         for ch in c.block_out_channels:
             if ch % c.norm_num_groups:
                 raise _Bad(f"norm_num_groups {c.norm_num_groups} does not divide block_out_channels entry {ch}")
-        for ch, heads in zip(c.block_out_channels, c.attention_head_dim):
-            if ch % heads:
+        levels = list(zip(c.block_out_channels, c.attention_head_dim, c.down_block_types))
+        for i, (ch, heads, down) in enumerate(levels):  # attention levels, and the mid block (the last level)
+            if (down.startswith("CrossAttn") or i == n - 1) and ch % heads:
                 raise _Bad(f"attention_head_dim {heads} (heads) does not divide block_out_channels entry {ch}")
         if c.beta_end < c.beta_start:
             raise _Bad(f"beta_end {c.beta_end} is below beta_start {c.beta_start}")
@@ -366,8 +367,8 @@ def _convert(hint: Any, v: Any, what: str, source: str) -> Any:
             raise _bad(what, v, "a finite number")
         return v
     if hint is str:
-        if not isinstance(v, str) or len(v) > 256:
-            raise _bad(what, v, "a short string")
+        if not isinstance(v, str) or len(v) > 4096:
+            raise _bad(what, v, "a string")
         return v
     if hint is tuple or origin is tuple:
         if not isinstance(v, (list, tuple)):

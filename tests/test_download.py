@@ -304,7 +304,7 @@ def test_two_concurrent_download_processes_install_one_good_file(server, tmp_pat
     with the wrong sha256 when the second "resumed" into the first's .part)."""
     data = _payload(4 * 1024 * 1024, seed=7)
     server.state["files"]["/m.pth"] = data
-    server.state["slow"] = {"/m.pth": (256 * 1024, 0.15)}  # ~2.4 s per transfer
+    server.state["slow"] = {"/m.pth": (256 * 1024, 0.25)}  # ~4 s per transfer: the two runs overlap
     entry = _single("m", server.url + "/m.pth", data, sha="auto" if published_hash else None)
     env = dict(os.environ, SYNESTHESIA_MANIFEST=str(_manifest_file(tmp_path, [entry])),
                XDG_CACHE_HOME=str(tmp_path / "xdg"))
