@@ -28,9 +28,9 @@ COMMAND_MODULES = (
     "s2v",  # animate, train-s2v, eval-s2v: sound -> video
     "v2a",  # foley, train-v2a: video -> audio
     "v2a_eval",  # eval-v2a: FD, FAD, KL, AV-Align of generated Foley
+    "train_small",  # train-clip, train-vae: the small models trained from scratch
     "stylegan_train",  # train-stylegan: a small StyleGAN2 from scratch
     "eval_defaults",  # eval-defaults: what the embedded default models show on held-out toyscape
-    "stylegan_train",  # train-stylegan: a small StyleGAN2 from scratch
     "toyscape",  # toyscape: the procedural sound+video world the default models train on
     "defaults",  # train-defaults: remake the embedded default models
     "demo",  # demo: the main job with the embedded default models

@@ -76,6 +76,11 @@ def register(sub) -> None:
     t.add_argument("--save-every", type=int, default=500, help="steps between checkpoints")
     t.add_argument("--seed", type=int, default=0, help="random seed")
     t.add_argument("--mixed-precision", default="no", choices=("no", "fp16", "bf16"), help="accelerate mixed precision")
+    t.add_argument("--init", default=None,
+                   help="train a fresh denoiser instead of --denoiser: a preset (toy) or a JSON of DenoiserConfig fields")
+    t.add_argument("--mel", default=None, help="mel settings when no vocoder is given: hifigan-v1-22k or audioldm-16k")
+    t.add_argument("--objects-from", default="nouns", choices=("nouns", "label"),
+                   help="object names of a clip: the nouns of its caption, or its whole label as one name")
     t.set_defaults(func=cmd_train_v2a)
 
 
@@ -234,9 +239,15 @@ def cmd_foley(args) -> int:
 def cmd_train_v2a(args) -> int:
     from ..v2a.train import TrainV2AConfig, train
 
+    if args.init is not None:
+        args.denoiser = args.clip  # not used: the denoiser starts fresh from --init
     models = resolve_models(args, need_vocoder=args.vocoder not in (None, "") and str(args.vocoder).lower() not in ("griffin-lim", "none"))
     mel = None
-    if models.get("vocoder") is not None:
+    if args.mel is not None:
+        from ..v2a.vae_train import mel_preset
+
+        mel = mel_preset(args.mel)
+    elif models.get("vocoder") is not None:
         from ..v2a.vocoder import load_vocoder
 
         mel = load_vocoder(models["vocoder"]).mel_config  # the mel settings of the whole path
@@ -245,8 +256,18 @@ def cmd_train_v2a(args) -> int:
         vae=str(models["vae"]), grounding=_grounding(args.grounding), features=str(args.features) if args.features else None,
         trainable=args.trainable, learning_rate=args.lr, batch_size=args.batch_size, grad_accum=args.grad_accum,
         max_steps=args.max_steps, warmup_steps=args.warmup_steps, cond_drop=args.cond_drop, object_drop=args.object_drop,
-        snr_gamma=args.snr_gamma, save_every=args.save_every, seed=args.seed, mixed_precision=args.mixed_precision)
-    out = train(config, mel_config=mel)
+        snr_gamma=args.snr_gamma, save_every=args.save_every, seed=args.seed, mixed_precision=args.mixed_precision,
+        init=args.init, objects_from=args.objects_from)
+    out = train(config, mel_config=mel, callback=None if getattr(args, "quiet", False) else _train_progress)
     if int(os.environ.get("RANK", 0)) == 0:
         print(out)
     return 0
+
+
+def _train_progress(step, total, info) -> None:
+    """One stderr line every 10 steps (and at each end) of feature extraction and training."""
+    import sys
+
+    if step == 1 or step % 10 == 0 or step == total:
+        loss = f" loss {info['loss']:.4g}" if "loss" in info else ""
+        print(f"train-v2a {info.get('stage', '')} {step}/{total}{loss}", file=sys.stderr, flush=True)

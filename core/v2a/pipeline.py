@@ -219,10 +219,12 @@ class VideoToAudioPipeline:
         clip_enc = load_clip(clip, device=dev, dtype=dt)
         mel_vae = load_mel_vae(vae, device=dev)  # VAE and vocoder stay fp32: cheap next to the UNet
         if vocoder is None:
-            from ..mel import AUDIOLDM_16K
+            from ..mel import AUDIOLDM_16K, HIFIGAN_V1_22K
             from .vocoder import GriffinLimVocoder
 
-            voc = GriffinLimVocoder(AUDIOLDM_16K)
+            # the mel settings the VAE decodes to: AudioLDM's 64 mels, or the default HiFi-GAN's 80 (toy-mel-vae)
+            n_mels = den.config.latent_freq * mel_vae.downsample
+            voc = GriffinLimVocoder(HIFIGAN_V1_22K if n_mels == HIFIGAN_V1_22K.n_mels else AUDIOLDM_16K)
         else:
             voc = load_vocoder(vocoder, device=dev)
         grounder = None

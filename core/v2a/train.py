@@ -44,6 +44,44 @@ log = logging.getLogger(__name__)
 TRAINABLE = ("objects", "objects+proj", "all")
 
 
+def _toy_denoiser():
+    from .vta_ldm import DenoiserConfig
+
+    # Sized for toy-clip (128-d) and toy-mel-vae (8 x T/4 x 20 latents of HiFi-GAN's 22.05 kHz / hop 256
+    # mels: 22050 / 1024 latent frames per second, 88 frames = a 4.09 s window); cross-attention only
+    # below the full latent resolution, so a CPU trains it in minutes.
+    return DenoiserConfig(
+        clip_dim=128, cross_attention_dim=128, latent_channels=8, latent_time=88, latent_freq=20,
+        latent_rate=22050 / 1024, block_out_channels=(16, 32, 64), attention_head_dim=(1, 1, 2),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"), layers_per_block=1,
+        norm_num_groups=8, frame_rate=4.0, clip_normalize=True, prediction_type="epsilon")
+
+
+PRESETS = {"toy": _toy_denoiser}  # fresh-denoiser configs for ``TrainV2AConfig.init`` / ``train-v2a --init``
+
+
+def initial_denoiser(init: str, seed: int):
+    """A freshly initialised denoiser (seeded) from a preset name or a JSON of DenoiserConfig fields."""
+    from ..serialization import config_from_dict
+    from .vta_ldm import VTALDM, DenoiserConfig
+
+    if init in PRESETS:
+        config = PRESETS[init]()
+    else:
+        path = Path(init)
+        if not path.is_file():
+            raise InputError(f"--init {init!r} is neither a preset ({', '.join(PRESETS)}) nor a config JSON file")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise InputError(f"{path} is not valid JSON ({e}): write DenoiserConfig fields as a JSON object") from None
+        config = config_from_dict(DenoiserConfig, data.get("config", data))
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return VTALDM(config)
+
+
 @dataclass(frozen=True)
 class TrainV2AConfig:
     csv: str  # VGGSound-style CSV: video path, label/caption
@@ -68,6 +106,8 @@ class TrainV2AConfig:
     seed: int = 0  # seeds shuffling, noise and dropout
     mixed_precision: str = "no"  # "no", "fp16" or "bf16" (accelerate)
     num_workers: int = 0  # DataLoader workers
+    objects_from: str = "nouns"  # object names of a clip: "nouns" of its caption, or the whole "label" as one name
+    init: Optional[str] = None  # start from a fresh denoiser instead of ``denoiser``: a preset name (PRESETS) or a config JSON
 
 
 # ------------------------------------------------------------------------------------------
@@ -101,7 +141,8 @@ def feature_name(index: int, video: Path, caption: str) -> str:
     return f"{index:07d}_{re.sub(r'[^A-Za-z0-9_.-]', '_', video.stem)[:40]}_{digest}.safetensors"
 
 
-def clip_features(video: Path, caption: str, *, clip, vae, mel_config, denoiser_config, grounder=None) -> dict:
+def clip_features(video: Path, caption: str, *, clip, vae, mel_config, denoiser_config, grounder=None,
+                  objects_from: str = "nouns") -> dict:
     """Frozen features of one clip: V (F, D), O (F, D) and the VAE posterior (C, T, F)."""
     from .. import media
     from ..mel import fit_frames, log_mel
@@ -111,14 +152,21 @@ def clip_features(video: Path, caption: str, *, clip, vae, mel_config, denoiser_
 
     cfg = denoiser_config
     duration = cfg.duration
-    # VTA-LDM's frames of the first `duration` seconds, 224 px crops (see .frames)
-    frames, _, _ = read_conditioning_frames(video, cfg.frame_rate, VTA_FRAME_SIZE, duration=duration)  # (F, S, S, 3) uint8
+    # VTA-LDM's frames of the first `duration` seconds, 224 px crops (see .frames); sources no larger than
+    # the crops stay as they are, as `foley` keeps them, so training sees the pixels inference sees
+    info = media.probe(video)
+    small = bool(info.width and info.height and info.width * info.height <= VTA_FRAME_SIZE ** 2)
+    frames, _, _ = read_conditioning_frames(video, cfg.frame_rate, None if small else VTA_FRAME_SIZE,
+                                            duration=duration)  # (F, S, S, 3) uint8
     frames = frames[: max(1, int(math.floor(cfg.frame_rate * duration + 1e-6)))]
     wav, _ = media.read_audio(video, sample_rate=mel_config.sample_rate, mono=True, duration=duration)
     n = int(round(duration * mel_config.sample_rate))
     wav = torch.nn.functional.pad(wav[0, :n], (0, max(0, n - wav.shape[1])))
     v = clip_image_embeds(clip, frames, cfg.clip_normalize)
-    nouns = extract_nouns(caption) if (caption and grounder is not None) else []
+    if not caption or grounder is None:
+        nouns = []
+    else:
+        nouns = extract_nouns(caption) if objects_from == "nouns" else [caption.strip()]
     if nouns:
         o, _ = grounded_objects(clip, grounder, frames, nouns)
     else:
@@ -137,7 +185,7 @@ def clip_features(video: Path, caption: str, *, clip, vae, mel_config, denoiser_
             "latent_mean": (dist.mean[0] * s).float().cpu(), "latent_std": (dist.std[0] * s).float().cpu()}
 
 
-def prepare_features(rows, folder: Path, *, clip, vae, mel_config, denoiser_config, grounder=None,
+def prepare_features(rows, folder: Path, *, clip, vae, mel_config, denoiser_config, grounder=None, objects_from: str = "nouns",
                      process_index: int = 0, num_processes: int = 1, callback: Optional[ProgressCallback] = None) -> list[Path]:
     """Write the features of every row not yet on disk (this process's share); return all paths."""
     from safetensors.torch import save_file
@@ -150,7 +198,7 @@ def prepare_features(rows, folder: Path, *, clip, vae, mel_config, denoiser_conf
     for n, i in enumerate(mine):
         if not paths[i].is_file():
             feats = clip_features(rows[i][0], rows[i][1], clip=clip, vae=vae, mel_config=mel_config,
-                                  denoiser_config=denoiser_config, grounder=grounder)
+                                  denoiser_config=denoiser_config, grounder=grounder, objects_from=objects_from)
             with atomic_path(paths[i]) as tmp:
                 save_file(feats, str(tmp))
         if callback is not None:
@@ -266,6 +314,8 @@ def train(config: TrainV2AConfig, mel_config=None, callback: Optional[ProgressCa
     for name, p in (("cond_drop", config.cond_drop), ("object_drop", config.object_drop)):
         if not 0.0 <= p <= 1.0:
             raise InputError(f"{name} must be a probability in [0, 1], got {p}")
+    if config.objects_from not in ("nouns", "label"):
+        raise InputError(f"objects_from must be 'nouns' or 'label', got {config.objects_from!r}")
     if config.max_steps < 1 or config.batch_size < 1 or config.grad_accum < 1:
         raise InputError("max_steps, batch_size and grad_accum must be at least 1")
     mel_config = mel_config or AUDIOLDM_16K
@@ -275,7 +325,12 @@ def train(config: TrainV2AConfig, mel_config=None, callback: Optional[ProgressCa
                               kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     set_seed(config.seed)
     dev = accelerator.device
-    model = load_denoiser(config.denoiser)
+    if config.init is not None:
+        if config.trainable != "all":
+            raise InputError("a fresh denoiser (--init) must train everything: add --trainable all")
+        model = initial_denoiser(config.init, config.seed)
+    else:
+        model = load_denoiser(config.denoiser)
     cfg = model.config
 
     # 1. frozen features (split across processes)
@@ -288,7 +343,7 @@ def train(config: TrainV2AConfig, mel_config=None, callback: Optional[ProgressCa
 
         grounder = load_grounder(config.grounding, clip=clip, device=dev)
     paths = prepare_features(rows, feat_dir, clip=clip, vae=vae, mel_config=mel_config, denoiser_config=cfg,
-                             grounder=grounder, process_index=accelerator.process_index,
+                             grounder=grounder, objects_from=config.objects_from, process_index=accelerator.process_index,
                              num_processes=accelerator.num_processes, callback=callback)
     accelerator.wait_for_everyone()
     del clip, vae, grounder
