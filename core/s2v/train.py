@@ -83,6 +83,7 @@ class TrainConfig:
     lambda_motion: float = 0.0  # not in the paper: |mean |G_t - G_t-1| - mean |x_t - x_t-1|| per frame step
     gan_loss: str = "lsgan"  # "lsgan" (seed), "logistic" or "hinge"
     latent_anchor: str = "start"  # w̄ of eq. 3: "start" (the sampled w, seed) or "mean"
+    walk_anchor: str = "eq3"  # the walk term's anchor: "eq3" (w̄, the seed) or "inverted" (ŵ_0, detached)
     train_audio_encoder: bool = True  # False: keep a given audio encoder frozen
     grad_clip: float = 1.0  # max gradient norm per optimiser (0 = off)
     checkpoint_every: int = 500  # steps between checkpoints
@@ -107,17 +108,20 @@ SEED = TrainConfig(audio_encoder=ae.SEED_RESNET18, inversion=inv.SEED_PSP_TRANSF
 LIGHT = TrainConfig()
 # The embedded default `toy-s2v`: 64 px toyscape clips at 22.05 kHz, small CNNs, a few hundred
 # steps on a CPU. The generated-image <-> label-text term (the seed's, here at full weight) and
-# the motion term carry the signal a short run needs; the latent anchors are loose so that the
-# sound can move a random start latent to its own class.
+# the motion term carry the signal a short run needs; eq. 3's anchor is half-weight (the start
+# latent may move to the sound's class: a class centroid is ~0.15 mean squared away in W); the walk
+# is held near the sound-inverted start ŵ_0, not w̄ (which would pull it back to the random start's
+# class), and its steps are scaled down (it walks 4x more frames at inference than in training).
 TOY = TrainConfig(
-    steps=150, batch_size=4, clip_frames=6, fps=8.0, image_size=64, lr=1e-3, lr_inversion=2e-3, lr_audio=1e-3,
-    lr_disc=2e-4, lambda_image_text=1.0, lambda_latent=0.05, lambda_walk=0.05, lambda_adv_image=0.1,
-    lambda_adv_video=0.1, lambda_motion=1.0, checkpoint_every=50,
+    steps=150, batch_size=4, clip_frames=8, fps=8.0, image_size=64, lr=1e-3, lr_inversion=1e-3, lr_audio=1e-3,
+    lr_disc=2e-4, lambda_clip_image=0.5, lambda_image_text=1.0, lambda_latent=0.5, lambda_walk=1.0,
+    walk_anchor="inverted",
+    lambda_adv_image=0.1, lambda_adv_video=0.1, lambda_motion=1.0, checkpoint_every=50,
     audio_encoder=dataclasses.replace(ae.DEFAULT, channels=(16, 32, 64, 128), sample_rate=22050, n_fft=1024,
                                       hop_length=256, n_mels=64, f_max=8000.0, segment_frames=43),
     inversion=dataclasses.replace(inv.DEFAULT, channels=(16, 32, 64, 128), input_size=(64, 64), sample_rate=22050,
                                   n_fft=1024, hop_length=512, n_mels=64, f_max=8000.0, segment_frames=86),
-    walker=dataclasses.replace(wk.DEFAULT, hidden_size=128, residual_scale=0.2),
+    walker=dataclasses.replace(wk.DEFAULT, hidden_size=128, residual_scale=0.1),
     image_disc=disc.ImageDiscriminatorConfig(ndf=16, n_layers=3),
     video_disc=disc.VideoDiscriminatorConfig(ndf=8, n_layers=3, dropout=0.0))
 PRESETS = {"paper": PAPER, "seed": SEED, "light": LIGHT, "toy": TOY}
@@ -320,6 +324,8 @@ def train(data, output, generator_path, clip_path, config: TrainConfig = LIGHT, 
         if not clip.has_text:
             raise InputError(f"CLIP {clip_path} has no text tower: the text terms need a full CLIP folder, "
                              "or set lambda_clip_text=0 and lambda_nce=0")
+    if config.walk_anchor not in ("eq3", "inverted"):
+        raise InputError(f"walk_anchor must be 'eq3' or 'inverted', got {config.walk_anchor!r}")
     cfg = fit_configs(config, G.n_latent, G.w_dim, clip.dim)
     audio_enc = ae.AudioEncoder(cfg.audio_encoder)
     if audio_encoder_path is not None:
@@ -459,7 +465,8 @@ def train(data, output, generator_path, clip_path, config: TrainConfig = LIGHT, 
                 losses["image_text"] = (1 - (fake_emb * txt[:, None]).sum(-1)).square().mean()
             anchor = w if cfg.latent_anchor == "start" else w_mean[None, None].expand_as(w)
             losses["latent"] = (w_hat - anchor).square().mean()  # eq. 3
-            losses["walk"] = (lat - anchor[:, None]).square().mean()
+            walk_ref = w_hat.detach() if cfg.walk_anchor == "inverted" else anchor
+            losses["walk"] = (lat - walk_ref[:, None]).square().mean()
             losses["adv_image"] = disc.g_loss(d_img(fake), cfg.gan_loss)
             losses["adv_video"] = disc.g_loss(d_vid(fake_clip.permute(0, 2, 1, 3, 4)), cfg.gan_loss)
             if cfg.lambda_motion > 0:  # (B, T-1) frame-step magnitudes, generated vs real
