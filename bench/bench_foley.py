@@ -151,7 +151,10 @@ def _state(module: torch.nn.Module) -> dict:
 def write_clip(folder: Path, spec: dict) -> dict:
     """A Hugging Face CLIP folder like openai/clip-vit-large-patch14; returns its state dict."""
     from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPVisionConfig, CLIPTokenizer
-    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+    try:
+        from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+    except ImportError:  # transformers before the PIL/torchvision split
+        from transformers import CLIPImageProcessor as CLIPImageProcessorPil
 
     folder.mkdir(parents=True, exist_ok=True)
     vocab, merges = _clip_sized_vocab()

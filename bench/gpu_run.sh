@@ -18,14 +18,23 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 if [ "${1:-}" = "--fetch-wheels" ]; then
-    # Packages the device image lacks (PyAV, diffusers + importlib_metadata) or has at another version
-    # than the one tested here (transformers, regex); pure-Python or manylinux cp312 wheels.
-    python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    # Packages the device image lacks (PyAV; diffusers + importlib_metadata), for its Python 3.12, packed
+    # as one stripped tar.xz: the wheels (54 MB) plus the working tree would pass the device tool's
+    # 64 MiB. PyAV's own Cython modules carry debug info (31 MB -> 5 MB stripped).
+    set -e
+    tmp=$(mktemp -d)
+    python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
         --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-        -d .whl av==18.1.0 diffusers==0.42.1 importlib_metadata==10.2.0 lazy-importer==0.1.0 \
-        transformers==5.24.0 regex==2026.11.19
-    du -sh .whl
-    exit $?
+        -d "$tmp/w" av==18.1.0 diffusers==0.42.1 importlib_metadata==10.2.0 lazy-importer==0.1.0
+    mkdir -p "$tmp/site" .whl
+    for w in "$tmp"/w/*.whl; do python3 -m zipfile -e "$w" "$tmp/site"; done
+    find "$tmp/site" \( -name "*.pyi" -o -name "*.pxd" -o -name "*.pyx" -o -name "*.c" -o -name "*.h" \) -delete
+    find "$tmp/site/av" -name "*.so" -exec strip --strip-unneeded {} +
+    rm -f .whl/*.whl
+    tar -cf - -C "$tmp/site" . | xz -6 -T2 >.whl/site.tar.xz
+    rm -rf "$tmp"
+    ls -la .whl
+    exit 0
 fi
 
 SMALL=${SMALL:-0}
@@ -57,9 +66,8 @@ else
     CFG=(--size large --steps 10)
     R256=(--resolution 256 --frames 64); R1024=(--resolution 1024 --frames 32)
     MEL=(--seconds 60 --repeat 20)
-    if ls .whl/*.whl >/dev/null 2>&1; then
-        python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-            2>&1 | tail -3 | tee -a "$LOG"
+    if [ -f .whl/site.tar.xz ]; then  # from --fetch-wheels (Python's tarfile: no xz binary needed there)
+        python3 -c "import tarfile; tarfile.open('.whl/site.tar.xz').extractall('/tmp/site')" 2>&1 | tee -a "$LOG"
         export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
     fi
 fi
