@@ -504,18 +504,85 @@ def _untuple(v: Any) -> Any:
     return v
 
 
+# ----------------------------------------------------------------------------------- HF folders
+_COUNT_KEYS = ("layers", "heads", "queries", "levels", "points", "blocks", "depths", "stages")
+_SIZE_KEYS = ("size", "dim", "dims", "channels", "features", "embeddings", "width", "length", "ratio")
+
+
+def check_numbers(data: Any, source: str, path: str = "", depth: int = 0) -> None:
+    """Bounds on every integer of a transformers ``config.json`` by what its key names: counts of
+    layers, heads, queries ... in 0..1024, sizes and widths in 0..2**17; booleans and strings pass.
+    A coarse net for configs whose fields are not listed one by one (Grounding DINO, SAM)."""
+    if isinstance(data, dict):
+        for k, v in data.items():
+            check_numbers(v, source, f"{path}.{k}" if path else str(k), depth + 1)
+        return
+    if isinstance(data, list):
+        for i, v in enumerate(data[:MAX_SEQ + 1]):
+            check_numbers(v, source, f"{path}[{i}]", depth + 1)
+        if len(data) > MAX_SEQ:
+            raise InputError(f"{source}: {path} has {len(data)} entries: fix or replace the configuration file")
+        return
+    if isinstance(data, bool) or not isinstance(data, int):
+        return
+    key = path.rsplit(".", 1)[-1].split("[", 1)[0].lower()
+    if key.endswith(_COUNT_KEYS) or (path.endswith("]") and key.endswith(_COUNT_KEYS)):
+        lo, hi = 0, 1024
+    elif key.endswith(_SIZE_KEYS):
+        lo, hi = 0, 1 << 17
+    else:
+        return
+    if not lo <= data <= hi:
+        raise InputError(f"{source}: {path} is {data}, expected an integer in {lo}..{hi}: "
+                         "fix or replace the configuration file")
+
+
+def check_hf_folder(folder: str | os.PathLike, model_cls: Any, limit: int = 2_000_000_000) -> None:
+    """Check a transformers model folder's ``config.json`` before ``from_pretrained`` builds it:
+    JSON caps, :func:`check_numbers`, and the size of ``model_cls`` built from it with empty
+    (meta) parameters. One InputError line naming the file on refusal."""
+    cfg_file = Path(folder) / "config.json"
+    data = require_mapping(read_json(cfg_file), str(cfg_file), "the file")
+    check_numbers(data, str(cfg_file))
+    try:
+        config = model_cls.config_class.from_dict(dict(data))
+    except Exception as e:  # transformers' strict config dataclasses raise their own validation errors
+        msg = " ".join(str(e).split())[:160] or type(e).__name__
+        raise InputError(f"{cfg_file}: not a {model_cls.__name__} configuration ({msg}): "
+                         "fix or replace the configuration file") from None
+    try:
+        n = count_elements(lambda: model_cls(config))
+    except Exception as e:  # a library constructor that cannot run on meta: from_pretrained will judge it
+        import logging
+
+        logging.getLogger(__name__).debug("%s: no size check (%s)", cfg_file, e)
+        return
+    if n > limit:
+        raise InputError(f"{cfg_file}: this configuration makes a model of {n / 1e9:.1f} B parameters, above the "
+                         f"{limit / 1e9:g} B limit for a {model_cls.__name__}: the file is damaged or forged")
+
+
 # ----------------------------------------------------------------------------------- size
-def count_elements(build: Callable[[], Any]) -> int:
-    """Parameters + buffer elements of the module ``build()`` makes, built on the meta device."""
+def count_elements(build: Callable[[], Any], buffers_real: bool = False) -> int:
+    """Parameters + buffer elements of the module ``build()`` makes, built on the meta device.
+
+    ``buffers_real``: only parameters go to the meta device (accelerate's ``init_empty_weights``),
+    for library models whose constructors compute with their buffers (``.item()`` on a meta tensor fails)."""
     import torch
 
-    with torch.device("meta"):
-        module = build()
+    if buffers_real:
+        from accelerate import init_empty_weights
+
+        with init_empty_weights(include_buffers=False):
+            module = build()
+    else:
+        with torch.device("meta"):
+            module = build()
     return sum(p.numel() for p in module.parameters()) + sum(b.numel() for b in module.buffers())
 
 
 def check_size(config: Any, source: str = "", build: Optional[Callable[[], Any]] = None,
-               limit: Optional[int] = None) -> int:
+               limit: Optional[int] = None, buffers_real: bool = False) -> int:
     """Refuse (one InputError line) a model above its family's size limit; returns its element count.
 
     ``build`` makes the module from ``config``; by default the family's class from :data:`BUILDERS`.
@@ -532,7 +599,7 @@ def check_size(config: Any, source: str = "", build: Optional[Callable[[], Any]]
         build = lambda: model_cls(config)  # noqa: E731
     limit = min(MAX_PARAMS, limit if limit is not None else SIZE_LIMITS.get(name, MAX_PARAMS))
     try:
-        n = count_elements(build)
+        n = count_elements(build, buffers_real)
     except InputError as e:
         raise InputError(f"{source or name}: {e}") from None
     except (ValueError, TypeError, ZeroDivisionError, IndexError, KeyError, RuntimeError, AssertionError) as e:
@@ -550,5 +617,5 @@ def field_source(path: str | os.PathLike, *keys: str) -> str:
     return f"{path}" + (f" [{'.'.join(keys)}]" if keys else "")
 
 
-__all__ = ["read_json", "config_from_mapping", "check_config", "check_fields", "AnyOf", "JIK876_JSON", "UNET_JSON", "check_size", "count_elements", "require_mapping",
+__all__ = ["check_hf_folder", "check_numbers", "read_json", "config_from_mapping", "check_config", "check_fields", "AnyOf", "JIK876_JSON", "UNET_JSON", "check_size", "count_elements", "require_mapping",
            "check_value", "Int", "Float", "Choice", "Seq", "RULES", "SIZE_LIMITS", "MAX_PARAMS"]

@@ -197,3 +197,28 @@ def test_nvidia_pickle_hyper_parameters_are_checked(tmp_path, monkeypatch, deadl
         with pytest.raises(error, match=expect) as e:
             read_generator(path)
         assert str(path) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_grounding_model_folders_are_checked_before_building(tmp_path, deadline):
+    """Grounding DINO / SAM transformers folders: counts and sizes by key name, then the size."""
+    from tiny_grounding import make_tiny_grounding_dino, make_tiny_sam
+
+    from synesthesia.core.v2a.grounding import load_grounding_dino, load_sam
+
+    make_tiny_grounding_dino(tmp_path / "dino")
+    make_tiny_sam(tmp_path / "sam")
+    dino_cfg, sam_cfg = tmp_path / "dino" / "config.json", tmp_path / "sam" / "config.json"
+    dino, sam = json.loads(dino_cfg.read_text()), json.loads(sam_cfg.read_text())
+    assert load_sam(tmp_path / "sam") is not None  # control: the tiny folders load
+    for data, file, load, expect in (
+            ({**dino, "encoder_layers": 10 ** 6}, dino_cfg, load_grounding_dino, "encoder_layers is 1000000"),
+            ({**dino, "d_model": 65536}, dino_cfg, load_grounding_dino, "B parameters"),
+            ({**sam, "vision_config": {**sam["vision_config"], "num_hidden_layers": -3}}, sam_cfg, load_sam,
+             "vision_config.num_hidden_layers is -3"),
+            ({**sam, "vision_config": [1]}, sam_cfg, load_sam, "not a SamModel configuration")):
+        original = file.read_text()
+        file.write_text(json.dumps(data))
+        with pytest.raises(InputError, match=expect) as e:
+            load(file.parent)
+        assert str(file) in str(e.value) and "\n" not in str(e.value)
+        file.write_text(original)

@@ -449,6 +449,9 @@ def load_grounding_dino(path: str | os.PathLike, tokenizer=None):
     if path.is_dir():
         from transformers import GroundingDinoForObjectDetection
 
+        from ..configcheck import check_hf_folder
+
+        check_hf_folder(path, GroundingDinoForObjectDetection)  # numbers and size before anything is built
         model = GroundingDinoForObjectDetection.from_pretrained(str(path)).eval()
     else:
         from .grounding_convert import load_original_grounding_dino
@@ -465,6 +468,9 @@ def load_sam(path: str | os.PathLike):
     if path.is_dir():
         from transformers import SamModel
 
+        from ..configcheck import check_hf_folder
+
+        check_hf_folder(path, SamModel)
         return SamModel.from_pretrained(str(path)).eval()
     from .grounding_convert import load_original_sam
 
