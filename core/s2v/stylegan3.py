@@ -17,7 +17,7 @@ Paper map:
   and one for the final ToRGB layer.
 
 The low-pass filters are stored as buffers, so a loaded checkpoint uses exactly its own taps;
-freshly built models design them with ``scipy.signal`` (imported only then).
+freshly built models design them as NVIDIA's code does with ``scipy.signal`` (here in numpy).
 Parameters and their state-dict names follow NVIDIA's ``G_ema`` (``synthesis.L3_52_1024.weight`` ...).
 """
 
@@ -90,22 +90,38 @@ def layer_specs(cfg: StyleGAN3Config) -> list[dict]:
                  size=int(sizes[i]), channels=int(channels[i])) for i in range(n + 1)]
 
 
+def _kaiser_beta(numtaps: int, width: float) -> float:
+    """Kaiser window beta for a transition ``width`` (fraction of Nyquist), as ``scipy.signal``'s
+    ``kaiser_beta(kaiser_atten(numtaps, width))`` (Kaiser's empirical formulas)."""
+    atten = 2.285 * (numtaps - 1) * np.pi * width + 7.95
+    if atten > 50:
+        return 0.1102 * (atten - 8.7)
+    if atten > 21:
+        return 0.5842 * (atten - 21) ** 0.4 + 0.07886 * (atten - 21)
+    return 0.0
+
+
 def design_lowpass_filter(numtaps: int, cutoff: float, width: float, fs: float, radial: bool = False):
-    """Kaiser-windowed low-pass (separable, ``(taps,)``) or jinc-based radial ``(taps, taps)``; None = identity."""
+    """Kaiser-windowed low-pass (separable, ``(taps,)``) or jinc-based radial ``(taps, taps)``; None = identity.
+
+    The numbers of NVIDIA's ``scipy.signal.firwin(numtaps, cutoff, width=width, fs=fs)`` and of its
+    jinc filter, computed with numpy and torch (scipy is not a dependency; a test compares the two).
+    """
     if numtaps == 1:
         return None
-    import scipy.signal
-    import scipy.special
-
+    beta = _kaiser_beta(numtaps, width / (fs / 2))
+    window = np.kaiser(numtaps, beta)
     if not radial:
-        return torch.as_tensor(scipy.signal.firwin(numtaps=numtaps, cutoff=cutoff, width=width, fs=fs),
-                               dtype=torch.float32)
+        m = np.arange(numtaps) - (numtaps - 1) / 2
+        right = cutoff / (fs / 2)
+        h = right * np.sinc(right * m) * window
+        h /= np.sum(h)  # unit gain at DC (firwin's scale=True)
+        return torch.as_tensor(h, dtype=torch.float32)
     x = (np.arange(numtaps) - (numtaps - 1) / 2) / fs
     r = np.hypot(*np.meshgrid(x, x))
-    f = scipy.special.j1(2 * cutoff * (np.pi * r)) / (np.pi * r)
-    beta = scipy.signal.kaiser_beta(scipy.signal.kaiser_atten(numtaps, width / (fs / 2)))
-    w = np.kaiser(numtaps, beta)
-    f *= np.outer(w, w)
+    j1 = torch.special.bessel_j1(torch.as_tensor(2 * cutoff * (np.pi * r), dtype=torch.float64)).numpy()
+    f = j1 / (np.pi * r)
+    f *= np.outer(window, window)
     f /= np.sum(f)
     return torch.as_tensor(f, dtype=torch.float32)
 
