@@ -47,8 +47,8 @@ def register(sub) -> None:
     p.add_argument("--animate-class", default=ANIMATE_CLASS, choices=CLASSES, metavar="CLASS",
                    help=f"toyscape class whose sound drives the video (default: {ANIMATE_CLASS})")
     p.add_argument("--seed", type=int, default=0, help="seed of the toyscape clips (held-out seeds) and of generation")
-    p.add_argument("--duration", type=float, default=4.0, help="seconds of material (your files are cut to this)")
-    p.add_argument("--steps", type=int, default=25, help="Foley denoising steps")
+    p.add_argument("--duration", type=float, default=3.0, help="seconds of material (your files are cut to this)")
+    p.add_argument("--steps", type=int, default=12, help="Foley denoising steps")
     p.add_argument("--scheduler", default="dpm++", help="Foley sampler: dpm++, ddim or ddpm")
     p.add_argument("--fps", type=float, default=8.0, help="frame rate of the generated video (toy-s2v's walker is trained at 8)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
