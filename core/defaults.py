@@ -230,7 +230,14 @@ RECIPES: tuple[Stage, ...] = (
         note="ViT 3x128 (patch 8) + text 2x128, 64 px, contrastive on frames and class captions",
     ),
     # Placeholder stages: F and G fold their exact commands, seeds and wall times in here.
-    Stage("toy-mel-vae", "{out}/toy-mel-vae", steps=(), needs=("toyscape-train",), shipped="toy-mel-vae"),
+    Stage(
+        "toy-mel-vae", "{out}/toy-mel-vae",
+        steps=(("train-vae", "{work}/toyscape-train", "-o", "{work}/runs/toy-mel-vae", "--steps", "300", "--batch-size",
+                "8", "--seed", "0", "--threads", "1"),
+               ("@copy", "{work}/runs/toy-mel-vae/vae", "{out}/toy-mel-vae")),
+        seed=0, wall_s=1347, machine=_BUSY_CPU, needs=("toyscape-train",), shipped="toy-mel-vae",
+        note="AudioLDM-layout AutoencoderKL on the vocoder's log-mels (1 -> 8 latent channels, x4 down)",
+    ),
     Stage(
         "toy-stylegan2", "{out}/toy-stylegan2",
         steps=(("train-stylegan", "toyscape", "-o", "{work}/toy-stylegan2-run", "--preset", "toy", "--steps", "1200",
