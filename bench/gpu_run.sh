@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Every GPU measurement of issue #13 in one run (about 6-8 minutes on one H200). See bench/README.md.
 #
-#   here, once per session:  bash bench/gpu_run.sh --fetch-wheels   # PyAV, diffusers, transformers... for the
-#                                                                    # device's Python 3.12, into .whl/ (ignored)
+#   here, once per session:  bash bench/gpu_run.sh --fetch-wheels   # PyAV + diffusers for the device's
+#                                                                    # Python 3.12 -> .whl/site.tar.xz (ignored)
 #   on the device (tool):    run(command="bash bench/gpu_run.sh", carry=[".whl"], timeout_s=580)
 #   CPU check of the script: SMALL=1 bash bench/gpu_run.sh   (or --dry): tiny sizes on the CPU, same steps
 #
