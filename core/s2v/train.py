@@ -111,12 +111,13 @@ LIGHT = TrainConfig()
 # the motion term carry the signal a short run needs; eq. 3's anchor is half-weight (the start
 # latent may move to the sound's class: a class centroid is ~0.15 mean squared away in W); the walk
 # is held near the sound-inverted start ŵ_0, not w̄ (which would pull it back to the random start's
-# class), and its steps are scaled down (it walks 4x more frames at inference than in training).
+# class), and its steps are scaled down; 2 s training clips (16 frames) keep longer walks on the
+# image manifold, with eq. 9's image term at full weight against off-manifold colours.
 TOY = TrainConfig(
-    steps=150, batch_size=4, clip_frames=8, fps=8.0, image_size=64, lr=1e-3, lr_inversion=1e-3, lr_audio=1e-3,
+    steps=150, batch_size=4, clip_frames=16, fps=8.0, image_size=64, lr=1e-3, lr_inversion=1e-3, lr_audio=1e-3,
     lr_disc=2e-4, lambda_clip_image=0.5, lambda_image_text=1.0, lambda_latent=0.5, lambda_walk=1.0,
     walk_anchor="inverted",
-    lambda_adv_image=0.1, lambda_adv_video=0.1, lambda_motion=1.0, checkpoint_every=50,
+    lambda_adv_image=1.0, lambda_adv_video=0.5, lambda_motion=1.0, checkpoint_every=50,
     audio_encoder=dataclasses.replace(ae.DEFAULT, channels=(16, 32, 64, 128), sample_rate=22050, n_fft=1024,
                                       hop_length=256, n_mels=64, f_max=8000.0, segment_frames=43),
     inversion=dataclasses.replace(inv.DEFAULT, channels=(16, 32, 64, 128), input_size=(64, 64), sample_rate=22050,
