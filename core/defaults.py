@@ -247,7 +247,17 @@ RECIPES: tuple[Stage, ...] = (
         note="64 px StyleGAN2 (z/w 128, 10 W+ vectors) on 2304 toyscape frames made in memory (seeds 0..31 of each "
              "class); reconstruction + IMLE fit of the mapping, no adversarial loss in this CPU budget",
     ),
-    Stage("toy-s2v", "{out}/toy-s2v", steps=(), needs=("toy-clip", "toy-stylegan2"), shipped="toy-s2v"),
+    Stage(
+        "toy-s2v", "{out}/toy-s2v",
+        steps=(("train-s2v", "{work}/toyscape-train", "-o", "{work}/toy-s2v-run", "--generator", "{out}/toy-stylegan2",
+                "--clip", "{out}/toy-clip", "--preset", "toy"),
+               ("@copy", "{work}/toy-s2v-run/audio_encoder", "{out}/toy-s2v/audio_encoder"),
+               ("@copy", "{work}/toy-s2v-run/inversion_encoder", "{out}/toy-s2v/inversion_encoder"),
+               ("@copy", "{work}/toy-s2v-run/walker", "{out}/toy-s2v/walker")),
+        seed=0, wall_s=1195, machine="2-core CPU shared with six other jobs (load ~15-20)",
+        needs=("toyscape-train", "toy-clip", "toy-stylegan2"), shipped="toy-s2v",
+        note="the preset's 150 steps (seed 0); the audio encoder learns toy-clip's embeddings of the plain class names",
+    ),
     Stage("toy-vta", "{out}/toy-vta", steps=(), needs=("toy-clip", "toy-mel-vae"), shipped="toy-vta"),
 )
 
