@@ -116,3 +116,16 @@ def test_pictures_are_drawn_without_a_plotting_library():
     assert spec.shape == (14 + 80, 200, 3)
     x = int(round(clip.onsets[0].item() * 100))
     assert (spec[14:24, x] == 255).all()  # the event tick
+
+
+def test_demo_runs_the_half_whose_defaults_are_there(stand_in_defaults, tmp_path, capsys):
+    import shutil
+
+    shutil.rmtree(stand_in_defaults / "toy-vta")
+    out = tmp_path / "half"
+    assert main(["demo", "-o", str(out), "--duration", "1", "--fps", "8"]) == 0
+    printed = capsys.readouterr().out
+    assert "Foley skipped: embedded default toy-vta missing; `synesthesia train-defaults --only toy-vta`" in printed
+    assert {p.name for p in out.iterdir()} == {"toyscape_fire_crackling.mp4", "silent_fire_crackling.mp4",
+                                               "toyscape_thunderstorm.mp4", "animated_thunderstorm.mp4",
+                                               "contact_sheet.png", "spectrograms.png"}

@@ -65,9 +65,22 @@ def cmd_demo(args) -> int:
 
     if not args.duration > 0:
         raise InputError(f"--duration {args.duration} must be positive")
-    # the models first: a missing default is one line before any work is done
-    foley_paths = defaults.require(defaults.FOLEY.values())
-    s2v_paths = defaults.require([defaults.ANIMATE["generator"], defaults.ANIMATE["models"]])
+    # the models first: with neither half's defaults it stops with one line before any work is done;
+    # with one half's, it runs that half and says (one line) what was skipped and how to remake the rest
+    foley_names = list(defaults.FOLEY.values())
+    s2v_names = [defaults.ANIMATE["generator"], defaults.ANIMATE["models"]]
+    have_foley = all(defaults.is_available(n) for n in foley_names)
+    have_s2v = all(defaults.is_available(n) for n in s2v_names)
+    if not (have_foley or have_s2v):
+        defaults.require(foley_names + s2v_names)  # raises, naming every missing folder
+    skipped = []
+    foley_paths = defaults.require(foley_names) if have_foley else None
+    s2v_paths = defaults.require(s2v_names) if have_s2v else None
+    for half, names, have in (("Foley", foley_names, have_foley), ("video from the sound", s2v_names, have_s2v)):
+        if not have:
+            missing = [n for n in names if not defaults.is_available(n)]
+            skipped.append(f"{half} skipped: embedded default {', '.join(missing)} missing; "
+                           f"`synesthesia train-defaults --only {' '.join(missing)}` makes it")
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -96,34 +109,44 @@ def cmd_demo(args) -> int:
         sound_name = _slug(args.sound.stem)
 
     # 2. Foley for the silent clip
-    foley, frames_in = _foley(video, foley_paths, args)
-    foley_path = media.mux_audio(video, foley.waveform, foley.sample_rate, out / f"foley_{name}.mp4")
-    written.append(("Foley (video + generated sound)", foley_path))
+    foley = None
+    frames_in, _ = media.read_frames(video, duration=args.duration, size=64)
+    if have_foley:
+        foley = _foley(video, foley_paths, args)
+        foley_path = media.mux_audio(video, foley.waveform, foley.sample_rate, out / f"foley_{name}.mp4")
+        written.append(("Foley (video + generated sound)", foley_path))
 
     # 3. a video from the sound
-    frames_out = _animate(wave, sr, s2v_paths, args)
-    n = int(round(frames_out.shape[0] / args.fps * sr))
-    anim_path = media.write_video(out / f"animated_{sound_name}.mp4", frames_out, args.fps, audio=wave[:, :n],
-                                  sample_rate=sr)
-    written.append(("video from the sound", anim_path))
+    rows = [("input clip", frames_in)]
+    if sound_clip is not None:
+        rows.append(("clip of the driving sound", sound_clip.frames))
+    if have_s2v:
+        frames_out = _animate(wave, sr, s2v_paths, args)
+        n = int(round(frames_out.shape[0] / args.fps * sr))
+        anim_path = media.write_video(out / f"animated_{sound_name}.mp4", frames_out, args.fps, audio=wave[:, :n],
+                                      sample_rate=sr)
+        written.append(("video from the sound", anim_path))
+        rows.append(("generated from the sound", frames_out))
 
     # 4. pictures
-    rows = [("input clip", frames_in), ("generated from the sound", frames_out)]
-    if sound_clip is not None:
-        rows.insert(1, ("clip of the driving sound", sound_clip.frames))
     written.append(("contact sheet", _save_png(out / "contact_sheet.png", contact_sheet(rows))))
     specs = []
     if true_clip is not None:
         specs.append(("true sound", true_clip.audio, true_clip.sample_rate))
     elif media.probe(video).has_audio:
-        specs.append(("the video's own sound", media.read_audio(video, foley.sample_rate, mono=True,
-                                                                duration=args.duration)[0], foley.sample_rate))
-    specs.append(("Foley", foley.waveform, foley.sample_rate))
+        rate = toyscape.SAMPLE_RATE
+        specs.append(("the video's own sound", media.read_audio(video, rate, mono=True, duration=args.duration)[0],
+                      rate))
+    if foley is not None:
+        specs.append(("Foley", foley.waveform, foley.sample_rate))
     onsets = true_clip.onsets.tolist() if true_clip is not None else ()
-    written.append(("spectrograms", _save_png(out / "spectrograms.png", spectrogram_sheet(specs, onsets))))
+    if specs:
+        written.append(("spectrograms", _save_png(out / "spectrograms.png", spectrogram_sheet(specs, onsets))))
 
     for what, path in written:
         print(f"{what:32s} {path}")
+    for line in skipped:
+        print(line)
     print(f"demo: done in {time.perf_counter() - t0:.1f} s with the embedded default models (tiny, trained on toyscape)")
     return 0
 
@@ -140,9 +163,7 @@ def _foley(video: Path, paths, args):
     info = media.probe(video)
     size = None if info.width and info.height and info.width * info.height <= VTA_FRAME_SIZE ** 2 else VTA_FRAME_SIZE
     frames, _, seconds = read_conditioning_frames(video, rate, size, duration=args.duration)
-    result = pipe(frames, rate, duration=seconds, steps=args.steps, scheduler=args.scheduler, seed=args.seed)
-    shown, _ = media.read_frames(video, duration=args.duration, size=64)
-    return result, shown
+    return pipe(frames, rate, duration=seconds, steps=args.steps, scheduler=args.scheduler, seed=args.seed)
 
 
 def _animate(wave, sr, paths, args):
