@@ -44,10 +44,13 @@ from .audio_encoder import AudioEncoder, MelFrontEnd, segment_mel
 log = logging.getLogger(__name__)
 
 # Frames per generator call when the caller gives no batch size, by device type (bench/README.md,
-# "Render batch per device"): on the CPU one frame per call was the fastest (2 cores gain nothing
-# from a batch and a batch spills the caches), on CUDA a batch fills the GPU. Other devices: 8.
+# "Render batch per device"): on the CPU one StyleGAN2 frame per call was the fastest (2 cores gain
+# nothing from a batch and a batch spills the caches), on CUDA a batch fills the GPU. Other devices: 8.
 RENDER_BATCH = {"cpu": 1, "cuda": 16}
 RENDER_BATCH_OTHER = 8
+# StyleGAN3 on the CPU is the exception: a call has a large fixed cost that a batch shares
+# (measured: batch 8 3.9x the frames per second of batch 1).
+RENDER_BATCH_BY_KIND = {("cpu", "stylegan3"): 8}
 
 AUDIO_ENCODER_DIR = "audio_encoder"
 INVERSION_DIR = "inversion_encoder"
@@ -225,7 +228,7 @@ class SoundToVideoPipeline:
         """w (n_latent, w_dim): the seeded sample, or with a prompt the most CLIP-similar of K (sec. 4.5),
         rendered ``batch_size`` candidates at a time (None: the device's default, :func:`render_batch_size`)."""
         G = self.generator
-        batch_size = render_batch_size(self.device, batch_size)
+        batch_size = render_batch_size(self.device, batch_size, self.generator)
         if generator is None:
             generator = torch.Generator().manual_seed(int(seed) if seed is not None else random.randrange(2**31))
         k = max(1, int(n_candidates)) if prompt else 1
@@ -371,7 +374,7 @@ class SoundToVideoPipeline:
         """
         # 1. check inputs
         self.check_inputs(audio, sample_rate, prompt, fps, duration, resolution, truncation, style_mix, start_latent)
-        batch_size = render_batch_size(self.device, batch_size)
+        batch_size = render_batch_size(self.device, batch_size, self.generator)
         G = self.generator
         wave = mono_window(audio, sample_rate, duration)
         n_frames = frame_count(wave, sample_rate, fps)
@@ -419,10 +422,13 @@ class SoundToVideoPipeline:
                          head["resolution"])
 
 
-def render_batch_size(device, batch_size: Optional[int] = None) -> int:
-    """``batch_size`` when given, else the measured default for ``device`` (:data:`RENDER_BATCH`)."""
+def render_batch_size(device, batch_size: Optional[int] = None, generator=None) -> int:
+    """``batch_size`` when given, else the measured default for ``device`` and the ``generator``'s
+    family (:data:`RENDER_BATCH`, :data:`RENDER_BATCH_BY_KIND`)."""
     if batch_size is None:
-        return RENDER_BATCH.get(torch.device(device).type, RENDER_BATCH_OTHER)
+        kind = torch.device(device).type
+        family = RENDER_BATCH_BY_KIND.get((kind, getattr(generator, "kind", "")))
+        return family if family is not None else RENDER_BATCH.get(kind, RENDER_BATCH_OTHER)
     try:
         b = operator.index(batch_size)
     except TypeError:
@@ -473,7 +479,7 @@ def render_latents(generator, latents: torch.Tensor, batch_size: Optional[int] =
     if latents.dim() != 3 or latents.shape[1:] != (generator.n_latent, generator.w_dim):
         raise InputError(f"latents must be (N, {generator.n_latent}, {generator.w_dim}) for this generator; "
                          f"got {tuple(latents.shape)}: use the trajectory made for the same StyleGAN")
-    batch_size = render_batch_size(next(generator.parameters()).device, batch_size)
+    batch_size = render_batch_size(next(generator.parameters()).device, batch_size, generator)
     progress = Progress(latents.shape[0], callback, stage="render")
     out = []
     with torch.inference_mode():
