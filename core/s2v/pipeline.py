@@ -48,9 +48,10 @@ log = logging.getLogger(__name__)
 # nothing from a batch and a batch spills the caches), on CUDA a batch fills the GPU. Other devices: 8.
 RENDER_BATCH = {"cpu": 1, "cuda": 16}
 RENDER_BATCH_OTHER = 8
-# StyleGAN3 on the CPU is the exception: a call has a large fixed cost that a batch shares
-# (measured: batch 8 3.9x the frames per second of batch 1).
-RENDER_BATCH_BY_KIND = {("cpu", "stylegan3"): 8}
+# StyleGAN3 is the exception both ways: on the CPU a call has a large fixed cost that a batch shares
+# (measured: batch 8 3.9x the frames per second of batch 1); on CUDA its batched path is slower than
+# frame by frame (issue #13, H200: batch 16 4.7 vs 15.9 frames/s) until that is fixed.
+RENDER_BATCH_BY_KIND = {("cpu", "stylegan3"): 8, ("cuda", "stylegan3"): 1}
 
 AUDIO_ENCODER_DIR = "audio_encoder"
 INVERSION_DIR = "inversion_encoder"
