@@ -208,3 +208,51 @@ def test_comfyui_loaders_list_the_embedded_defaults_first(tmp_path):
     for kind, names in host.EMBEDDED.items():
         for name in names:
             assert name.split("/")[0] in defaults.DEFAULT_MODELS, (kind, name)
+
+
+# ----------------------------------------------------------------------------- the shipped toy models
+
+
+def test_the_trained_defaults_ship():
+    shipped = set(defaults.available())
+    assert {"hifigan-universal", "toy-clip", "toy-mel-vae", "toy-stylegan2", "toy-s2v"} <= shipped
+    for name in shipped:
+        assert store.get_entry(name).bundled and defaults.verify(name) == []
+    from synesthesia.core.clip import load_clip
+    from synesthesia.core.s2v.generator import load_generator
+
+    clip = load_clip(defaults.default_path("toy-clip"))
+    assert load_generator(defaults.default_path("toy-stylegan2")).resolution == 64
+    with torch.no_grad():
+        text = clip.encode_text(["thunderstorm", "fire crackling"])
+    assert text.shape == (2, 128)
+
+
+_NO_VTA = pytest.mark.skipif(not defaults.is_available("toy-vta"), reason="toy-vta is not in this checkout's weights/")
+
+
+@pytest.mark.parametrize("name", ["sound_to_video", "sound_to_video_text", pytest.param("video_to_foley", marks=_NO_VTA),
+                                  pytest.param("video_to_foley_text", marks=_NO_VTA)])
+def test_shared_workflows_run_on_the_embedded_defaults_alone(tmp_path, name):
+    """A fresh ComfyUI (no models folder at all) runs the shared workflows as they ship."""
+    from synesthesia.core import media, toyscape
+    from synesthesia.nodes import workflow as W
+
+    (tmp_path / "in").mkdir()
+    clip = toyscape.make_clip("fire crackling", toyscape.HELD_OUT_SEED_BASE, 1.5)
+    toyscape.write_clip(clip, tmp_path / "in" / "clip.mp4")
+    media.write_audio(tmp_path / "in" / "sound.wav", clip.audio, clip.sample_rate)
+    prompt = W.load_workflow(ROOT / "workflows" / "api" / f"{name}_api.json")
+    fast = {"SynesthesiaVTADiffuse.steps": 3} if "foley" in name else {"SynesthesiaLatentWalk.fps": 8.0}
+    if name == "sound_to_video_text":
+        fast["SynesthesiaSoundInvert.candidates"] = 2
+    res = W.run_workflow(prompt, fast, models_dir=tmp_path / "no-models", input_dir=tmp_path / "in",
+                         output_dir=tmp_path / "out")
+    (video,) = [f for f in res.files if f.suffix == ".mp4"]
+    info = media.probe(video)
+    assert info.has_audio and info.n_frames > 0
+    if "foley" in name:
+        wav, sr = media.read_audio([f for f in res.files if f.suffix == ".flac"][0])
+        assert sr == 22050 and wav.abs().max() > 1e-2  # the vocoder's rate; a sound, not silence
+    else:
+        assert (info.width, info.height) == (64, 64) and info.n_frames == 12  # 1.5 s at 8 fps

@@ -129,3 +129,19 @@ def test_demo_runs_the_half_whose_defaults_are_there(stand_in_defaults, tmp_path
     assert {p.name for p in out.iterdir()} == {"toyscape_fire_crackling.mp4", "silent_fire_crackling.mp4",
                                                "toyscape_thunderstorm.mp4", "animated_thunderstorm.mp4",
                                                "contact_sheet.png", "spectrograms.png"}
+
+
+def test_demo_on_the_shipped_weights(tmp_path, capsys):
+    """What a fresh machine does: the README's main command on what ships, with a pinned figure."""
+    out = tmp_path / "demo"
+    assert main(["demo", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    frames, _ = media.read_frames(out / "animated_thunderstorm.mp4")
+    assert frames.shape == (24, 64, 64, 3)  # 3 s at 8 fps, toy-stylegan2's 64 px
+    assert frames.float().mean().item() == pytest.approx(38.57, abs=1.5)  # pinned: seed 0, CPU fp32
+    assert (out / "contact_sheet.png").is_file() and (out / "spectrograms.png").is_file()
+    if defaults.is_available("toy-vta"):
+        foley, sr = media.read_audio(out / "foley_fire_crackling.mp4")
+        assert sr == 22050 and foley.abs().max() > 1e-2
+    else:
+        assert "Foley skipped: embedded default toy-vta missing" in printed
