@@ -69,11 +69,18 @@ def test_info_reports_versions_device_folders_and_present_models(tmp_path):
     assert str(tmp_path / "models" / "sams") in r.stdout
     assert str(tmp_path / "xdg" / "synesthesia") in r.stdout
     assert f"sam-vit-b: {sams / 'sam_vit_b_01ec64.pth'}" in r.stdout
-    assert "models present: 1 of" in r.stdout
+    shipped = _shipped()  # the embedded defaults in weights/ are present everywhere
+    assert f"models present: {1 + len(shipped)} of" in r.stdout
 
     j = json.loads(run(["info", "--json"], env).stdout)
     assert j["packages"]["torch"] == torch.__version__.split("+")[0] or j["packages"]["torch"] == torch.__version__
-    assert j["models_present"] == {"sam-vit-b": str(sams / "sam_vit_b_01ec64.pth")}
+    assert j["models_present"] == {"sam-vit-b": str(sams / "sam_vit_b_01ec64.pth"), **shipped}
+
+
+def _shipped() -> dict:
+    from synesthesia.core import store
+
+    return {n: str(store.find(n)) for n, e in store.manifest().items() if e.bundled and store.find(n) is not None}
 
 
 def test_models_table_marks_present_and_missing(tmp_path):
@@ -86,7 +93,7 @@ def test_models_table_marks_present_and_missing(tmp_path):
     lines = {ln.split()[0]: ln for ln in r.stdout.splitlines()[1:-1]}
     assert "present" in lines["sam-vit-b"] and str(sams) in lines["sam-vit-b"]
     assert "missing" in lines["clip-vit-large-patch14"] and "synesthesia download clip-vit-large-patch14" in lines["clip-vit-large-patch14"]
-    assert r.stdout.strip().endswith(f"1 of {len(lines)} present")
+    assert r.stdout.strip().endswith(f"{1 + len(_shipped())} of {len(lines)} present")
     rows = json.loads(run(["models", "--json", "--kind", "sams"], env).stdout)
     assert {x["name"]: x["present"] for x in rows} == {"sam-vit-base": False, "sam-vit-b": True}
 
