@@ -119,7 +119,7 @@ def design_lowpass_filter(numtaps: int, cutoff: float, width: float, fs: float, 
         return torch.as_tensor(h, dtype=torch.float32)
     x = (np.arange(numtaps) - (numtaps - 1) / 2) / fs
     r = np.hypot(*np.meshgrid(x, x))
-    j1 = torch.special.bessel_j1(torch.as_tensor(2 * cutoff * (np.pi * r), dtype=torch.float64)).numpy()
+    j1 = torch.special.bessel_j1(torch.as_tensor(2 * cutoff * (np.pi * r), dtype=torch.float64, device="cpu")).numpy()
     f = j1 / (np.pi * r)
     f *= np.outer(window, window)
     f /= np.sum(f)
