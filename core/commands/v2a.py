@@ -48,7 +48,8 @@ def register(sub) -> None:
                    help="object grounding for prompts: clip (CLIP only), a folder with Grounding DINO + SAM, or none")
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: 300 ddpm/ddim, 25 dpm++)")
     p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (VTA-LDM: 3)")
-    p.add_argument("--scheduler", default="ddpm", help="ddpm (VTA-LDM), ddim or dpm++")
+    p.add_argument("--scheduler", default=None,
+                   help="ddpm (VTA-LDM's), ddim or dpm++ (default: dpm++ for the embedded toy-vta, else ddpm)")
     p.add_argument("--seed", type=int, default=0, help="random seed (each batch item adds its index)")
     p.add_argument("--window-batch", type=int, default=4, help="windows per UNet call for long clips (memory bound)")
     p.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
@@ -186,6 +187,10 @@ def cmd_foley(args) -> int:
         raise InputError(f"{args.input} is a batch: give a folder for --output, not {args.output}")
     mine, rank = distributed_share(len(jobs))
     models = resolve_models(args)
+    if args.scheduler is None:  # the embedded toy denoiser is used with 25 DPM-Solver++ steps; VTA-LDM with its DDPM
+        from .. import defaults
+
+        args.scheduler = "dpm++" if str(args.denoiser) == defaults.FOLEY["denoiser"] else "ddpm"
     device = args.device
     if device == "auto" and "LOCAL_RANK" in os.environ:
         import torch
