@@ -423,7 +423,7 @@ def print_table(clock: Clock, facts: dict) -> float:
 
 # ------------------------------------------------------------------------------------ fresh process
 FRESH_IMPORTS = ("av", "numpy", "PIL.Image", "safetensors.torch", "transformers", "diffusers", "accelerate",
-                 "synesthesia.cli", "synesthesia.core.commands.v2a", "synesthesia.core.v2a.pipeline",
+                 "synesthesia.__main__", "synesthesia.core.commands.v2a", "synesthesia.core.v2a.pipeline",
                  "synesthesia.core.v2a.denoiser", "synesthesia.core.v2a.convert", "synesthesia.core.v2a.vae",
                  "synesthesia.core.v2a.vocoder", "synesthesia.core.v2a.frames", "synesthesia.core.v2a.windows",
                  "synesthesia.core.clip")
@@ -459,7 +459,7 @@ def fresh_child(argv: list[str], t_start: float, t_torch: float) -> int:
         return pipe
 
     VideoToAudioPipeline.from_pretrained = classmethod(timed)
-    from synesthesia.cli import main
+    from synesthesia.__main__ import main
 
     rc = main(argv)
     t_end = time.perf_counter()

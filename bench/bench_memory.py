@@ -7,7 +7,7 @@
 
 Each measurement is a fresh Python process (``--child``) that imports what the command needs,
 records its high-water mark (``VmHWM`` of ``/proc/self/status``; ``ru_maxrss`` elsewhere), runs
-the real command line (``synesthesia.cli.main``) on one clip, and records the high-water mark again,
+the real command line (``synesthesia.__main__.main``) on one clip, and records the high-water mark again,
 so runs never pollute each other. The models are tiny random ones built the way the tests build
 them (``tests/tiny_vta.py``, ``tests/tiny_s2v.py``): the memory that depends on the clip's length
 (waveforms, mels, latents, conditioning frames, windows, rendered frames) is what is measured;
@@ -89,7 +89,7 @@ def child(job: str, result: Path, threads: int, cli_args: list[str]) -> int:
         from synesthesia.core.v2a import pipeline  # noqa: F401
     else:
         from synesthesia.core.s2v import pipeline  # noqa: F401
-    from synesthesia.cli import main
+    from synesthesia.__main__ import main
 
     _, floor = _rss_mib()
     t0 = time.perf_counter()

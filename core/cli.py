@@ -2,7 +2,7 @@
 
 Each group of subcommands lives in a module under ``core/commands`` that exposes
 ``register(subparsers)``; a subcommand sets ``func(args) -> int``. Hosts add their own groups as
-extra ``register`` callables: the ``synesthesia`` entry point (:mod:`synesthesia.cli`) adds the
+extra ``register`` callables: the ``synesthesia`` entry point (:mod:`synesthesia.__main__`) adds the
 ones that run ComfyUI nodes headless and package the Blender add-on. Bad input exits 2 with a
 one-line message (``--debug`` shows the traceback); success exits 0. Ctrl-C exits 130 and SIGTERM
 (``timeout``, systemd, Slurm, ``docker stop``) 143, each after the same clean-up: every writer's

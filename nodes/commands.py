@@ -2,7 +2,7 @@
 
 They run ComfyUI nodes headless (``run-workflow``, and the Blender worker, which runs a shipped
 workflow) or package the Blender add-on, so they sit above ``core``: the top-level command line
-(:mod:`synesthesia.cli`) adds them to core's groups through :func:`register`.
+(:mod:`synesthesia.__main__`) adds them to core's groups through :func:`register`.
 """
 
 from __future__ import annotations

@@ -140,7 +140,7 @@ def test_download_command_fetches_verifies_and_refuses(server, tmp_path):  # noq
 
 def test_unknown_kind_in_process(capsys, monkeypatch, tmp_path):
     """Same front end, called in-process (cheaper than a subprocess)."""
-    from synesthesia.cli import main
+    from synesthesia.__main__ import main
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert main(["models", "--kind", "nope"]) == 2

@@ -135,7 +135,7 @@ def test_the_unedited_tiny_models_load(models):
 
 
 def test_cli_exits_2_with_one_line(models, tmp_path, capsys):
-    from synesthesia.cli import main
+    from synesthesia.__main__ import main
 
     folder = _edited(models, tmp_path, "vocoder", _set("config", "hifigan", "upsample_rates", []))
     cache.clear()

@@ -422,7 +422,7 @@ def test_unpacking_counts_the_bytes_it_writes(tmp_path, monkeypatch):
 
 
 def test_download_of_several_names_tries_each_and_reports_each(server, fake_manifest, tmp_path, capsys):
-    from synesthesia.cli import main
+    from synesthesia.__main__ import main
 
     a, c = _payload(1000, seed=12), _payload(2000, seed=13)
     server.state["files"].update({"/a.pth": a, "/c.pth": c})

@@ -32,7 +32,7 @@ def _images(folder: Path, n: int = 6) -> Path:
 
 
 def _main(capsys, *args):
-    from synesthesia.cli import main
+    from synesthesia.__main__ import main
 
     code = main([str(a) for a in args])
     return code, capsys.readouterr()

@@ -243,7 +243,7 @@ def test_draw_overlay_marks_masks_and_boxes():
 
 
 def test_convert_command_writes_loadable_hf_folders(models, tmp_path):
-    from synesthesia.cli import main
+    from synesthesia.__main__ import main
 
     dino_out, sam_out = tmp_path / "gd", tmp_path / "sam"
     assert main(["-q", "convert", "grounding-dino", str(models.comfy / "grounding-dino" / "groundingdino_swint_ogc.pth"),

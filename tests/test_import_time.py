@@ -17,7 +17,7 @@ STAGES = [
     ("package", "import synesthesia"),
     ("core-store-mel", "import synesthesia.core.store, synesthesia.core.mel, synesthesia.core.safeload"),
     # building the CLI imports every subcommand module: they must defer heavy imports too
-    ("cli-parser", "from synesthesia.cli import build_parser; build_parser()"),
+    ("cli-parser", "from synesthesia.__main__ import build_parser; build_parser()"),
     # control: the probe really sees a heavy module once one is imported
     ("control", "import av"),
 ]

@@ -36,7 +36,7 @@ def assets(tmp_path_factory):
 
 def _main(capsys, *args):
     """The real argument parser and error handling, in this process (faster than a subprocess)."""
-    from synesthesia.cli import main
+    from synesthesia.__main__ import main
 
     code = main([str(a) for a in args])
     return code, capsys.readouterr()

@@ -9,7 +9,7 @@ from test_s2v_train import TINY, _log, assets  # noqa: F401  (assets is a module
 
 
 def test_toy_preset_trains_with_the_motion_term(assets, tmp_path, capsys):  # noqa: F811
-    from synesthesia.cli import main
+    from synesthesia.__main__ import main
     from synesthesia.core.s2v import train as tr
     from synesthesia.core.s2v.walker import load_walker
 

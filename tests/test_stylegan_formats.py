@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from synesthesia.core import cache
-from synesthesia.cli import main as cli_main
+from synesthesia.__main__ import main as cli_main
 from synesthesia.core.errors import CheckpointMismatchError, InputError, UnsafeCheckpointError
 from synesthesia.core.s2v.generator import load_generator, read_generator, save_generator
 from synesthesia.core.s2v.nvidia_pkl import load_nvidia_pickle

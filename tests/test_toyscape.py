@@ -13,7 +13,7 @@ import torch
 
 from synesthesia.core import media, toyscape
 from synesthesia.core.errors import InputError
-from synesthesia.cli import main
+from synesthesia.__main__ import main
 
 
 def _digest(clip) -> tuple:

@@ -124,7 +124,7 @@ def test_train_v2a_init_starts_a_fresh_denoiser(tmp_path):
     from media_fixtures import sine, write_video_file
     from tiny_vta import TINY, write_tiny_models
 
-    from synesthesia.cli import main
+    from synesthesia.__main__ import main
     from synesthesia.core.serialization import config_to_dict
     from synesthesia.core.v2a.denoiser import load_denoiser
 

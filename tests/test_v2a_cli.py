@@ -11,7 +11,7 @@ from media_fixtures import sine, write_video_file
 from tiny_vta import write_tiny_models
 
 from synesthesia.core import media
-from synesthesia.cli import main
+from synesthesia.__main__ import main
 
 
 @pytest.fixture(scope="module")

@@ -202,7 +202,7 @@ def test_eval_v2a_command(tmp_path, capsys):
     """The real CLI on files the test makes: every metric present, and a folder against itself scores 0."""
     import json
 
-    from synesthesia.cli import main
+    from synesthesia.__main__ import main
     from synesthesia.core.media import write_audio, write_video
 
     torch.manual_seed(0)

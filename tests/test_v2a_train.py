@@ -44,7 +44,7 @@ def test_train_two_processes_then_resume(tmp_path):
     assert any(p.abs().sum() > 0 for p in trained.object_layers.parameters())  # the O branch learned
 
     # resume in this process from step 6 to 8
-    from synesthesia.cli import main
+    from synesthesia.__main__ import main
 
     assert main(["-q"] + args + ["--max-steps", "8"]) == 0
     state2 = json.loads((run / "trainer_state.json").read_text())

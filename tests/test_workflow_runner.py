@@ -121,7 +121,7 @@ def test_cancel_stops_the_run(env, tmp_path):
 
 
 def test_cli_run_workflow(env, tmp_path, capsys):
-    from synesthesia.cli import main
+    from synesthesia.__main__ import main
 
     rc = main(["-q", "run-workflow", str(API / "sound_to_video_api.json"), "--models", str(env / "models"),
                "--input-dir", str(env / "input"), "-o", str(tmp_path), "--set", "5.duration=0.5", "--set", "5.fps=8"]
