@@ -147,7 +147,7 @@ def _allowed_names(safe_globals: Iterable[Any]) -> set[str]:
     return {_display(*n.rsplit(".", 1)) if "." in n else n for n in names}
 
 
-def _refusal_reason(e: BaseException) -> str:
+def refusal_reason(e: BaseException) -> str:
     """torch's own reason for a weights-only refusal, without its advice to load the file unsafely."""
     import re
 
@@ -166,7 +166,7 @@ def _unsafe(path: Path, e: BaseException, safe_globals: Iterable[Any]) -> Unsafe
     requested = _file_globals(path)
     allowed = _allowed_names(safe_globals)
     bad = [g for g in requested if g not in allowed]
-    what = f"asks for {', '.join(bad[:4])}{' ...' if len(bad) > 4 else ''}" if bad else _refusal_reason(e)
+    what = f"asks for {', '.join(bad[:4])}{' ...' if len(bad) > 4 else ''}" if bad else refusal_reason(e)
     return UnsafeCheckpointError(
         f"{path} {what}, which is not tensor data; refusing it (nothing in it was run). "
         "Use a safetensors file of these weights instead"

@@ -180,3 +180,24 @@ def test_core_has_no_import_cycles():
     cycles = find_cycles(module_edges(core_sources()))
     assert not cycles, ("core modules import each other in a circle (one direction each: move the shared "
                         f"code into a module below both): {cycles}")
+
+
+def private_imports(source: str) -> list[str]:
+    """Names starting with one underscore that ``source`` imports from another module of ours
+    (relative imports; what a library keeps private is that library's business)."""
+    out = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.level > 0:
+            out += [a.name for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+    return out
+
+
+def test_private_names_stay_in_their_module():
+    assert private_imports("from .generator import _sniff, load_generator\nfrom .. import __version__\n"
+                           "from torch.x import _y\n") == ["_sniff"]
+    bad = {}
+    for path in core_modules():
+        names = private_imports(path.read_text(encoding="utf-8"))
+        if names:
+            bad[str(path.relative_to(ROOT))] = names
+    assert not bad, f"core modules import private names of other modules (make them public or move them): {bad}"

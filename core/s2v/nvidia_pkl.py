@@ -189,14 +189,14 @@ def to_python(v: Any, _memo: dict | None = None, _depth: int = 0) -> Any:
 
 
 def _load_storage(data: bytes):
-    from ..safeload import _refusal_reason
+    from ..safeload import refusal_reason
 
     if not isinstance(data, (bytes, bytearray)):
         raise UnsafeCheckpointError("a tensor storage in the pickle is not raw bytes")
     try:
         return torch.load(io.BytesIO(bytes(data)), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:  # never repeat torch's advice to load it with weights_only=False
-        raise UnsafeCheckpointError(f"a tensor storage in the pickle {_refusal_reason(e)}, which is not tensor data; "
+        raise UnsafeCheckpointError(f"a tensor storage in the pickle {refusal_reason(e)}, which is not tensor data; "
                                     "refusing it") from None
     except Exception as e:  # torch raises KeyError, RuntimeError ... on damaged bytes
         if "UntypedStorage" in str(e):  # a saved UntypedStorage: torch cannot rebuild it (no dtype)
