@@ -87,7 +87,8 @@ def apply_key_map(src: Mapping[str, torch.Tensor], table: list[tuple[str, str, O
 
 
 def load_checked(module: torch.nn.Module, sd: Mapping[str, torch.Tensor], source: str, what: str) -> None:
-    """``module.load_state_dict`` after checking that keys and shapes match one for one."""
+    """``module.load_state_dict`` after checking that keys and shapes match one for one. A module
+    built on the meta device takes the tensors themselves (cast to its float32), nothing copied."""
     own = module.state_dict()
     missing = sorted(set(own) - set(sd))
     extra = sorted(set(sd) - set(own))
@@ -97,7 +98,11 @@ def load_checked(module: torch.nn.Module, sd: Mapping[str, torch.Tensor], source
                              f"shape mismatch {bad[:3]}" if bad else "") if p]
         raise CheckpointMismatchError(f"{source}: {what} weights do not fit its config ({'; '.join(parts)}): "
                                       "the weights and config.json belong to different models")
-    module.load_state_dict({k: v.to(own[k].dtype) for k, v in sd.items()}, strict=True)
+    meta = any(t.is_meta for t in own.values())
+    module.load_state_dict({k: v.to(own[k].dtype) for k, v in sd.items()}, strict=True, assign=meta)
+    left = [n for n, t in (*module.named_parameters(), *module.named_buffers()) if t.is_meta]
+    if left:
+        raise CheckpointMismatchError(f"{source}: {what} has no value for {left[:3]} (not in the checkpoint)")
 
 
 def lightning_safe_globals() -> list:

@@ -139,7 +139,8 @@ def _from_state_dict(config: MelVAEConfig, sd: Mapping[str, torch.Tensor], sourc
 
     check_config(config, source)  # ranges and size before anything is allocated
 
-    model = MelVAE(config)
+    with torch.device("meta"):  # the weights replace every tensor: no random initialisation first
+        model = MelVAE(config)
     load_checked(model.vae, sd, source, "mel VAE")
     return model.eval().requires_grad_(False)
 

@@ -206,7 +206,9 @@ def _from_converted(cfg: Mapping[str, Any], sd: Mapping[str, torch.Tensor], sour
 
     from ..configcheck import config_from_mapping
 
-    model = Vocoder(config_from_mapping(HifiGanConfig, cfg, getattr(cfg, "source", "") or source), mel_config)
+    config = config_from_mapping(HifiGanConfig, cfg, getattr(cfg, "source", "") or source)
+    with torch.device("meta"):  # the weights replace every tensor: no random initialisation first
+        model = Vocoder(config, mel_config)
     load_checked(model.hifigan, sd, source, "HiFi-GAN")
     return model.eval().requires_grad_(False)
 
