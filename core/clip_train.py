@@ -202,14 +202,10 @@ def save_clip_folder(model, tok, arch: ClipArch, folder: Path, half: bool = True
     back as float32). Training resumes from the float32 checkpoint, not from this folder."""
     import copy
 
-    import os
-    import shutil
-    import tempfile
+    from .fsutil import atomic_folder
 
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".part", dir=folder.parent))
-    try:
+    with atomic_folder(folder) as tmp:
         (copy.deepcopy(model).half() if half else model).save_pretrained(str(tmp))
         for extra in ("generation_config.json",):
             (tmp / extra).unlink(missing_ok=True)
@@ -219,16 +215,6 @@ def save_clip_folder(model, tok, arch: ClipArch, folder: Path, half: bool = True
             "do_center_crop": True, "crop_size": {"height": arch.image_size, "width": arch.image_size},
             "do_normalize": True, "image_mean": list(OPENAI_CLIP_MEAN), "image_std": list(OPENAI_CLIP_STD),
             "resample": 3, "do_rescale": True, "rescale_factor": 1 / 255}, indent=1))
-        if folder.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".old", dir=folder.parent))
-            os.replace(folder, old / "x")
-            os.replace(tmp, folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return folder
 
 

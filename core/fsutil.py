@@ -55,3 +55,27 @@ def atomic_write_bytes(target: PathLike, data: bytes) -> None:
 
 def atomic_write_text(target: PathLike, text: str) -> None:
     atomic_write_bytes(target, text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def atomic_folder(target: PathLike) -> Iterator[Path]:
+    """Yield a temporary folder next to ``target``; on success it replaces ``target`` (an existing
+    folder is moved aside first and removed after). On failure the temporary folder is removed."""
+    import shutil
+    import tempfile
+
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
+    try:
+        yield tmp
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+            os.replace(target, old / "x")
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -9,8 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -53,25 +51,13 @@ def save_pretrained(folder: str | os.PathLike, state_dict: Mapping[str, Any], co
     """Write ``state_dict`` and ``config`` to ``folder`` atomically (temp folder, then rename)."""
     from safetensors.torch import save_file
 
-    folder = Path(folder)
-    parent = folder.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".part", dir=parent))
-    try:
+    from .fsutil import atomic_folder
+
+    with atomic_folder(folder) as tmp:
         tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
         save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"kind": kind})
         (tmp / CONFIG_NAME).write_text(json.dumps({"kind": kind, "config": config_to_dict(config)}, indent=2))
-        if folder.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".old", dir=parent))
-            os.replace(folder, old / "x")
-            os.replace(tmp, folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return folder
+    return Path(folder)
 
 
 def read_config(folder: str | os.PathLike, kind: str | None = None) -> dict:
