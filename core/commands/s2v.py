@@ -181,23 +181,31 @@ def cmd_animate(args) -> int:
     return 0
 
 
-def cmd_train(args) -> int:
-    from ..s2v import train as tr
-
-    cfg = tr.PRESETS[args.preset]
-    if args.config is not None:
-        if not args.config.is_file():
-            raise FileNotFoundError(f"config {args.config} does not exist")
+def train_config(preset, config_path, config_from_json, **overrides):
+    """A training command's config: the preset, then the fields of ``--config`` (a JSON file), then
+    the command-line overrides that were given (None = not given)."""
+    cfg = preset
+    if config_path is not None:
+        if not config_path.is_file():
+            raise FileNotFoundError(f"config {config_path} does not exist")
         try:
-            data = json.loads(args.config.read_text())
+            data = json.loads(config_path.read_text())
         except json.JSONDecodeError as e:
-            raise InputError(f"{args.config} is not valid JSON ({e})") from None
-        cfg = tr.config_from_json(data, base=cfg)
-    over = {k: v for k, v in (("steps", args.steps), ("batch_size", args.batch_size)) if v is not None}
+            raise InputError(f"{config_path} is not valid JSON ({e})") from None
+        cfg = config_from_json(data, base=cfg)
+    over = {k: v for k, v in overrides.items() if v is not None}
     if over:
         import dataclasses
 
         cfg = dataclasses.replace(cfg, **over)
+    return cfg
+
+
+def cmd_train(args) -> int:
+    from ..s2v import train as tr
+
+    cfg = train_config(tr.PRESETS[args.preset], args.config, tr.config_from_json,
+                       steps=args.steps, batch_size=args.batch_size)
     cb = None
     if sys.stderr.isatty():
         from ..progress import tqdm_callback

@@ -8,8 +8,6 @@ sheet of fixed latents), ``RUN/train_log.jsonl`` and resumable ``RUN/checkpoint-
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import sys
 from pathlib import Path
@@ -40,19 +38,10 @@ def register(sub) -> None:
 def cmd_train_stylegan(args) -> int:
     from ..s2v import gan_train as gt
 
-    cfg = gt.PRESETS[args.preset]
-    if args.config is not None:
-        if not args.config.is_file():
-            raise FileNotFoundError(f"config {args.config} does not exist")
-        try:
-            data = json.loads(args.config.read_text())
-        except json.JSONDecodeError as e:
-            raise InputError(f"{args.config} is not valid JSON ({e})") from None
-        cfg = gt.config_from_json(data, base=cfg)
-    over = {k: v for k, v in (("steps", args.steps), ("batch_size", args.batch_size), ("seed", args.seed))
-            if v is not None}
-    if over:
-        cfg = dataclasses.replace(cfg, **over)
+    from .s2v import train_config
+
+    cfg = train_config(gt.PRESETS[args.preset], args.config, gt.config_from_json,
+                       steps=args.steps, batch_size=args.batch_size, seed=args.seed)
     if args.clips_per_class < 1:
         raise InputError(f"--clips-per-class must be >= 1, got {args.clips_per_class}")
     cb = None
