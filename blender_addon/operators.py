@@ -330,8 +330,26 @@ class _GenerateBase:
     """Shared by the two generate operators: start, blocking execute, modal progress and Esc."""
 
     kind = "foley"
+    need = ""  # the poll message when nothing fitting is selected
     _run = None
     _timer = None
+
+    @staticmethod
+    def _selected(scene):
+        raise NotImplementedError
+
+    @classmethod
+    def poll(cls, context):
+        scene = context.scene
+        if scene is None:
+            return False
+        if scene.synesthesia.running:
+            cls.poll_message_set("A Synesthesia job is running: wait for it or press Esc to cancel it")
+            return False
+        if not cls._selected(scene):
+            cls.poll_message_set(cls.need)
+            return False
+        return True
 
     def _fail(self, context, message: str):
         settings = context.scene.synesthesia
@@ -424,18 +442,11 @@ class SYNESTHESIA_OT_generate_sound(_GenerateBase, bpy.types.Operator):
     bl_options = {"REGISTER", "UNDO"}
     kind = "foley"
 
-    @classmethod
-    def poll(cls, context):
-        scene = context.scene
-        if scene is None:
-            return False
-        if scene.synesthesia.running:
-            cls.poll_message_set("A Synesthesia job is running: wait for it or press Esc to cancel it")
-            return False
-        if not selected_movie_strips(scene):
-            cls.poll_message_set("Select one or more movie strips in the Sequencer (sound comes from their picture)")
-            return False
-        return True
+    need = "Select one or more movie strips in the Sequencer (sound comes from their picture)"
+
+    @staticmethod
+    def _selected(scene):
+        return selected_movie_strips(scene)
 
 
 class SYNESTHESIA_OT_generate_video(_GenerateBase, bpy.types.Operator):
@@ -448,18 +459,11 @@ class SYNESTHESIA_OT_generate_video(_GenerateBase, bpy.types.Operator):
     bl_options = {"REGISTER", "UNDO"}
     kind = "video"
 
-    @classmethod
-    def poll(cls, context):
-        scene = context.scene
-        if scene is None:
-            return False
-        if scene.synesthesia.running:
-            cls.poll_message_set("A Synesthesia job is running: wait for it or press Esc to cancel it")
-            return False
-        if not selected_sound_strips(scene):
-            cls.poll_message_set("Select one or more sound strips in the Sequencer (the video follows their sound)")
-            return False
-        return True
+    need = "Select one or more sound strips in the Sequencer (the video follows their sound)"
+
+    @staticmethod
+    def _selected(scene):
+        return selected_sound_strips(scene)
 
 
 class SYNESTHESIA_OT_check(bpy.types.Operator):
