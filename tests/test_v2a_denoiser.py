@@ -235,3 +235,29 @@ def test_clip_tower_inside_the_checkpoint_is_exported(tmp_path):
     px = torch.rand(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.allclose(clip.encode_pixels(px), ref.vid_fea_extractor.clip_vision(pixel_values=px).image_embeds, atol=1e-5)
+
+
+def test_aligned_video_starts_as_vta_ldm_and_once_trained_knows_frame_order(tmp_path):
+    """``aligned_video``: zero-initialised, it adds nothing (VTA-LDM's output); trained, reversing the
+    frames changes the prediction (cross-attention alone cannot see frame order: it is checked too)."""
+    model = make_tiny_vta(aligned_video=True, use_objects=False, scheme="ZV")
+    z, v, _ = _inputs()
+    with torch.no_grad():
+        assert torch.equal(model(z, 10, v), _plain_unet_output(model, z, 10, v))
+        order_blind = (model(z, 10, v) - model(z, 10, v.flip(1))).abs().max()
+        for p in model.video_layers.parameters():
+            p.normal_(0, 0.2)
+        a, rev = model(z, 10, v), model(z, 10, v.flip(1))
+    assert order_blind < 1e-5  # V-only cross-attention: a bag of frames
+    assert (a - rev).abs().max() > 1e-3  # the aligned path: frame order matters
+    dn.save_denoiser(model, tmp_path / "d")
+    back = dn.load_denoiser(tmp_path / "d")
+    assert back.config.aligned_video and torch.equal(back(z, 10, v), a)
+    # a checkpoint without the aligned layers does not load into a config that asks for them
+    plain = make_tiny_vta(use_objects=False, scheme="ZV")
+    dn.save_denoiser(plain, tmp_path / "p")
+    cfg = json.loads((tmp_path / "p" / "config.json").read_text())
+    cfg["config"]["aligned_video"] = True
+    (tmp_path / "p" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointMismatchError, match="video_layers"):
+        dn.load_denoiser(tmp_path / "p")

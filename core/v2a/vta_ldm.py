@@ -21,6 +21,13 @@ map of the latent queries over the visual tokens:
 The per-layer projection of O (``object_layers``) starts at zero, so a VTA-LDM checkpoint with an
 untrained object branch gives exactly the V-only output for ``ZV+O`` and ``Z(V+O)``.
 
+Not in either paper, off unless ``DenoiserConfig.aligned_video``: the projected V tokens are also
+added after cross-attention time-aligned to the latent (``Z @ V + O + P_l V``, one zero-initialised
+``video_layers`` projection per layer). Cross-attention gives each latent row a mix of frames chosen
+by content only (the keys carry no time), so the V-only path cannot learn *when* a sound happens from
+*when* the picture changes; this term can. The embedded toy denoiser uses it; VTA-LDM checkpoints do
+not have it and load exactly as before.
+
 The branch is implemented with diffusers' attention-processor mechanism: every attention layer
 of the UNet gets an :class:`ObjectAttnProcessor`; the object tensor and the latent's grid reach
 it through ``cross_attention_kwargs``. The processor holds its weights by reference, so the
@@ -66,6 +73,7 @@ class DenoiserConfig:
     use_objects: bool = True  # build the object branch (object_proj + per-layer projections)
     frame_rate: float = 2.0  # conditioning frames per second fed to CLIP
     clip_normalize: bool = False  # VTA-LDM feeds CLIP [0, 1] pixels without CLIP's mean/std
+    aligned_video: bool = False  # also add V time-aligned after cross-attention (not in VTA-LDM; see the module doc)
     num_train_timesteps: int = 1000  # diffusion steps of the training schedule
     beta_start: float = 0.00085  # first beta (Stable Diffusion 2.1 scheduler, used by VTA-LDM)
     beta_end: float = 0.012  # last beta
@@ -182,11 +190,12 @@ class ObjectAttnProcessor:
     reference and owned by :class:`VTALDM`.
     """
 
-    def __init__(self, scheme: str = "ZV+O", to_o: Optional[nn.Linear] = None):
+    def __init__(self, scheme: str = "ZV+O", to_o: Optional[nn.Linear] = None, to_v_aligned: Optional[nn.Linear] = None):
         if scheme not in SCHEMES:
             raise InputError(f"unknown conditioning scheme {scheme!r}: use one of {', '.join(SCHEMES)}")
         self.scheme = scheme
         self.to_o = to_o
+        self.to_v_aligned = to_v_aligned
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None,
                  objects=None, latent_hw=None):
@@ -212,6 +221,12 @@ class ObjectAttnProcessor:
             encoder_hidden_states = attn.norm_encoder_hidden_states(encoder_hidden_states)
         key = attn.to_k(encoder_hidden_states)
         value = attn.to_v(encoder_hidden_states)  # (B, Fv, inner)
+        aligned = None
+        if is_cross and self.to_v_aligned is not None:
+            if latent_hw is None:
+                raise InputError("a denoiser with aligned_video needs latent_hw: call the UNet through VTALDM.denoise")
+            h, w = _grid_at(n_query, latent_hw)
+            aligned = time_align(self.to_v_aligned(encoder_hidden_states.to(value.dtype)), h).repeat_interleave(w, dim=1)
 
         use_obj = is_cross and objects is not None and self.to_o is not None and self.scheme != "ZV"
         added = None
@@ -244,6 +259,8 @@ class ObjectAttnProcessor:
         hidden_states = hidden_states.to(query.dtype)
         if added is not None:
             hidden_states = hidden_states + added.to(hidden_states.dtype)  # "Z @ V + O" (eq. 1)
+        if aligned is not None:
+            hidden_states = hidden_states + aligned.to(hidden_states.dtype)  # + P_l V, time-aligned
         hidden_states = attn.to_out[0](hidden_states)
         hidden_states = attn.to_out[1](hidden_states)
         if input_ndim == 4:
@@ -271,15 +288,21 @@ class VTALDM(nn.Module):
         with_objects = config.use_objects and config.scheme != "ZV"
         self.object_proj = nn.Linear(config.clip_dim, config.cross_attention_dim) if with_objects else None
         self.object_layers = nn.ModuleDict()
+        self.video_layers = nn.ModuleDict() if config.aligned_video else None
         processors = {}
         for name, module in self.unet.attn_processors.items():
-            to_o = None
-            if with_objects and name.endswith("attn2.processor"):
-                attn = self.unet.get_submodule(name[: -len(".processor")])
-                to_o = nn.Linear(config.cross_attention_dim, attn.to_q.out_features, bias=False)
-                nn.init.zeros_(to_o.weight)  # untrained branch adds exactly nothing
-                self.object_layers[self._layer_key(name)] = to_o
-            processors[name] = ObjectAttnProcessor(config.scheme, to_o)
+            to_o = to_va = None
+            if name.endswith("attn2.processor"):
+                inner = self.unet.get_submodule(name[: -len(".processor")]).to_q.out_features
+                if with_objects:
+                    to_o = nn.Linear(config.cross_attention_dim, inner, bias=False)
+                    nn.init.zeros_(to_o.weight)  # untrained branch adds exactly nothing
+                    self.object_layers[self._layer_key(name)] = to_o
+                if config.aligned_video:
+                    to_va = nn.Linear(config.cross_attention_dim, inner, bias=False)
+                    nn.init.zeros_(to_va.weight)
+                    self.video_layers[self._layer_key(name)] = to_va
+            processors[name] = ObjectAttnProcessor(config.scheme, to_o, to_va)
         self.unet.set_attn_processor(processors)
 
     @staticmethod
@@ -313,6 +336,8 @@ class VTALDM(nn.Module):
         kwargs = None
         if cond.objects is not None and self.has_objects:
             kwargs = {"objects": cond.objects, "latent_hw": tuple(latents.shape[-2:])}
+        elif self.video_layers is not None:
+            kwargs = {"latent_hw": tuple(latents.shape[-2:])}
         return self.unet(latents, timestep, encoder_hidden_states=cond.video.to(latents.dtype),
                          encoder_attention_mask=cond.mask, cross_attention_kwargs=kwargs).sample
 
@@ -333,6 +358,8 @@ class VTALDM(nn.Module):
         return self.denoise(latents, timestep, cond)
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
-        """Named groups for training: ``objects`` (the new branch), ``video_proj`` and ``unet``."""
+        """Named groups for training: ``objects`` (the new branch), ``video_proj`` (with the aligned-V
+        layers when there are any) and ``unet``."""
         objects = [] if not self.has_objects else list(self.object_proj.parameters()) + list(self.object_layers.parameters())
-        return {"objects": objects, "video_proj": list(self.video_proj.parameters()), "unet": list(self.unet.parameters())}
+        video = list(self.video_proj.parameters()) + ([] if self.video_layers is None else list(self.video_layers.parameters()))
+        return {"objects": objects, "video_proj": video, "unet": list(self.unet.parameters())}
