@@ -80,6 +80,9 @@ def register(sub) -> None:
     t.add_argument("--init", default=None,
                    help="train a fresh denoiser instead of --denoiser: a preset (toy) or a JSON of DenoiserConfig fields")
     t.add_argument("--mel", default=None, help="mel settings when no vocoder is given: hifigan-v1-22k or audioldm-16k")
+    t.add_argument("--condition", default="video", choices=("video", "text"),
+                   help="what the V tokens carry: the frames' CLIP embeds (video) or the caption's CLIP text embedding "
+                        "on every frame (text: VTA-SAM Table III's T)")
     t.add_argument("--objects-from", default="nouns", choices=("nouns", "label"),
                    help="object names of a clip: the nouns of its caption, or its whole label as one name")
     t.set_defaults(func=cmd_train_v2a)
@@ -262,7 +265,7 @@ def cmd_train_v2a(args) -> int:
         trainable=args.trainable, learning_rate=args.lr, batch_size=args.batch_size, grad_accum=args.grad_accum,
         max_steps=args.max_steps, warmup_steps=args.warmup_steps, cond_drop=args.cond_drop, object_drop=args.object_drop,
         snr_gamma=args.snr_gamma, save_every=args.save_every, seed=args.seed, mixed_precision=args.mixed_precision,
-        init=args.init, objects_from=args.objects_from)
+        init=args.init, objects_from=args.objects_from, condition=args.condition)
     out = train(config, mel_config=mel, callback=None if getattr(args, "quiet", False) else _train_progress)
     if int(os.environ.get("RANK", 0)) == 0:
         print(out)

@@ -108,6 +108,7 @@ class TrainV2AConfig:
     num_workers: int = 0  # DataLoader workers
     objects_from: str = "nouns"  # object names of a clip: "nouns" of its caption, or the whole "label" as one name
     init: Optional[str] = None  # start from a fresh denoiser instead of ``denoiser``: a preset name (PRESETS) or a config JSON
+    condition: str = "video"  # what the V tokens carry: "video" (CLIP frames) or "text" (the caption's CLIP text embedding on every frame: Table III's T)
 
 
 # ------------------------------------------------------------------------------------------
@@ -206,9 +207,39 @@ def prepare_features(rows, folder: Path, *, clip, vae, mel_config, denoiser_conf
     return paths
 
 
+FEATURES_META = "features.json"
+
+
+def check_features_folder(folder: Path, meta: dict) -> None:
+    """Refuse a feature folder made with other settings (frame rate, CLIP, VAE, grounding...): its
+    files are named by clip only, so they would be reused silently. A new folder gets ``meta``."""
+    from ..fsutil import atomic_path
+
+    path = folder / FEATURES_META
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())
+        except ValueError:
+            raise InputError(f"{path} is not valid JSON: delete the feature folder {folder} to recompute it") from None
+        diff = sorted(k for k in set(old) | set(meta) if old.get(k) != meta.get(k))
+        if diff:
+            k = diff[0]
+            raise InputError(f"the features in {folder} were made with {k}={old.get(k)!r}, this run needs {meta.get(k)!r}: "
+                             "give another --features folder or delete this one")
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(meta, indent=1, sort_keys=True))
+
+
 class FeatureDataset(torch.utils.data.Dataset):
-    def __init__(self, paths):
+    """Feature files; ``text`` (caption -> (D,) CLIP text embedding) with ``captions`` puts the
+    caption's embedding on every frame in place of the frames' (the T condition)."""
+
+    def __init__(self, paths, captions=None, text: Optional[dict] = None):
         self.paths = list(paths)
+        self.captions = list(captions) if captions is not None else None
+        self.text = text
 
     def __len__(self):
         return len(self.paths)
@@ -216,7 +247,10 @@ class FeatureDataset(torch.utils.data.Dataset):
     def __getitem__(self, i):
         from safetensors.torch import load_file
 
-        return load_file(str(self.paths[i]))
+        item = load_file(str(self.paths[i]))
+        if self.text is not None:
+            item["video"] = self.text[self.captions[i]].to(item["video"].dtype).expand_as(item["video"]).clone()
+        return item
 
 
 def collate(items: list[dict]) -> dict:
@@ -316,6 +350,8 @@ def train(config: TrainV2AConfig, mel_config=None, callback: Optional[ProgressCa
             raise InputError(f"{name} must be a probability in [0, 1], got {p}")
     if config.objects_from not in ("nouns", "label"):
         raise InputError(f"objects_from must be 'nouns' or 'label', got {config.objects_from!r}")
+    if config.condition not in ("video", "text"):
+        raise InputError(f"condition must be 'video' or 'text', got {config.condition!r}")
     if config.max_steps < 1 or config.batch_size < 1 or config.grad_accum < 1:
         raise InputError("max_steps, batch_size and grad_accum must be at least 1")
     mel_config = mel_config or AUDIOLDM_16K
@@ -338,10 +374,23 @@ def train(config: TrainV2AConfig, mel_config=None, callback: Optional[ProgressCa
     clip = load_clip(config.clip, device=dev)
     vae = load_mel_vae(config.vae, device=dev)
     grounder = None
-    if config.grounding and model.has_objects:
+    if config.grounding:  # also without an object branch, so a shared feature folder always has O
         from .grounding import load_grounder
 
         grounder = load_grounder(config.grounding, clip=clip, device=dev)
+    if accelerator.is_main_process:
+        check_features_folder(feat_dir, {
+            "frame_rate": cfg.frame_rate, "latent_time": cfg.latent_time, "latent_freq": cfg.latent_freq,
+            "clip_normalize": cfg.clip_normalize, "clip": str(Path(config.clip).resolve()), "vae": str(Path(config.vae).resolve()),
+            "grounding": None if config.grounding is None else str(config.grounding), "objects_from": config.objects_from,
+            "mel": [mel_config.sample_rate, mel_config.n_mels, mel_config.hop_length]})
+    accelerator.wait_for_everyone()
+    text = None
+    if config.condition == "text":
+        with torch.no_grad():
+            captions = sorted({c for _, c in rows})
+            emb = clip.encode_text(captions).float().cpu()
+        text = dict(zip(captions, emb))
     paths = prepare_features(rows, feat_dir, clip=clip, vae=vae, mel_config=mel_config, denoiser_config=cfg,
                              grounder=grounder, objects_from=config.objects_from, process_index=accelerator.process_index,
                              num_processes=accelerator.num_processes, callback=callback)
@@ -360,7 +409,7 @@ def train(config: TrainV2AConfig, mel_config=None, callback: Optional[ProgressCa
         p.requires_grad_(True)
     opt = torch.optim.AdamW(chosen, lr=config.learning_rate, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, config.warmup_steps)))
-    data = FeatureDataset(paths)
+    data = FeatureDataset(paths, [c for _, c in rows], text)
     loader = torch.utils.data.DataLoader(data, batch_size=config.batch_size, shuffle=True, collate_fn=collate,
                                          num_workers=config.num_workers, drop_last=len(data) >= config.batch_size * accelerator.num_processes,
                                          generator=torch.Generator().manual_seed(config.seed))
