@@ -229,3 +229,13 @@ def test_lpips_loads_its_layouts_and_joins_the_inversion(tmp_path):
     invert_image(gen, torch.rand(3, 16, 16), ImageInversionConfig(steps=3, clip_weight=0.0, l2_weight=0.0),
                  lpips=lp, callback=lambda s, t, i: losses.append(i["loss"]))
     assert losses[0] > 0 and losses[-1] < losses[0]  # only the LPIPS (+ tiny latent) term drives it here
+
+
+def test_mute_walk_ignores_the_sound(pipe):
+    """``mute``: the walker's audio codes are zero, so two sounds walk alike from the same start."""
+    a = T.tone(1.0, freq=300.0)
+    b = 0.5 * torch.randn(1, T.SR, generator=torch.Generator().manual_seed(0))
+    w_hat, _ = pipe.invert(a, T.SR, seed=1)
+    la, lb = (pipe.walk(x, T.SR, w_hat, fps=10, mute=True) for x in (a, b))
+    assert torch.equal(la, lb) and not torch.allclose(la[0], la[-1])  # it still walks
+    assert not torch.allclose(pipe.walk(a, T.SR, w_hat, fps=10), pipe.walk(b, T.SR, w_hat, fps=10), atol=1e-4)

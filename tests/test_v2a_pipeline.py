@@ -147,3 +147,19 @@ def test_missing_models_are_named(tmp_path):
 
     with pytest.raises(ModelNotFoundError, match="denoiser .*vta-ldm.*VAE"):
         VideoToAudioPipeline.from_pretrained(tmp_path / "vta-ldm", tmp_path / "clip", tmp_path / "vae")
+
+
+def test_diffuse_takes_given_video_embeds(pipe):
+    """``video_embeds`` in place of the frames' (Table III's T feeds a caption's text embedding): the
+    frames' own embeds given explicitly are the plain call to the bit; other embeds change the sound;
+    a wrong shape is one clear error."""
+    frames = _frames(24)
+    idx = sample_frame_indices(24, 10.0, pipe.denoiser.config.frame_rate)
+    own = pipe.encode_frames(frames[idx])
+    ref = pipe.diffuse(frames, 10.0, steps=2, seed=3)
+    same = pipe.diffuse(frames, 10.0, steps=2, seed=3, video_embeds=own)
+    assert torch.equal(same.latents, ref.latents)
+    text = pipe.clip.encode_text(["rain"]).float().expand(idx.shape[0], -1)
+    assert not torch.allclose(pipe.diffuse(frames, 10.0, steps=2, seed=3, video_embeds=text).latents, ref.latents)
+    with pytest.raises(InputError, match="video_embeds must be"):
+        pipe.diffuse(frames, 10.0, steps=1, video_embeds=own[:-1])

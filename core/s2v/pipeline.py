@@ -297,20 +297,23 @@ class SoundToVideoPipeline:
     def walk(self, audio: torch.Tensor, sample_rate: int, w_hat: torch.Tensor, fps: float = 25.0,
              duration: Optional[float] = None, batch_size: int = 8, style_mix: Optional[int] = None,
              style_latent: Optional[torch.Tensor] = None,
-             callback: Optional[ProgressCallback] = None) -> torch.Tensor:
+             callback: Optional[ProgressCallback] = None, mute: bool = False) -> torch.Tensor:
         """Step 5 without rendering: the recurrent walk (eq. 4-5) from ŵ_a -> W+ latents (N, n_latent, w_dim).
+
+        ``mute``: the walker gets zero audio codes (the "no sound" ablation of the seed paper's
+        Table 2: the same walk without its sound input).
 
         ``style_mix`` (a W+ index) keeps the vectors from that index on at ``style_latent`` (the start
         latent w before inversion, (n_latent, w_dim)), as ``__call__``'s ``style_mix`` does.
         ``callback`` gets ``stage="walk"`` after each batch of frames.
         """
         return torch.cat(list(self.iter_walk(audio, sample_rate, w_hat, fps, duration, batch_size, style_mix,
-                                             style_latent, callback)))
+                                             style_latent, callback, mute)))
 
     def iter_walk(self, audio: torch.Tensor, sample_rate: int, w_hat: torch.Tensor, fps: float = 25.0,
                   duration: Optional[float] = None, batch_size: int = 8, style_mix: Optional[int] = None,
                   style_latent: Optional[torch.Tensor] = None,
-                  callback: Optional[ProgressCallback] = None) -> Iterator[torch.Tensor]:
+                  callback: Optional[ProgressCallback] = None, mute: bool = False) -> Iterator[torch.Tensor]:
         """:meth:`walk` as an iterator of ``(b, n_latent, w_dim)`` batches (memory bounded by ``batch_size``).
 
         The inputs are checked now, not when iterating.
@@ -330,9 +333,9 @@ class SoundToVideoPipeline:
         wave = mono_window(audio, sample_rate, duration)
         n_frames = frame_count(wave, sample_rate, fps)
         return self._walk(wave, sample_rate, w_hat, fps, n_frames, batch_size, style_mix, style_latent,
-                          Progress(n_frames, callback, stage="walk"))
+                          Progress(n_frames, callback, stage="walk"), mute)
 
-    def _walk(self, wave, sample_rate, w_hat, fps, n_frames, batch_size, style_mix, style_latent, progress):
+    def _walk(self, wave, sample_rate, w_hat, fps, n_frames, batch_size, style_mix, style_latent, progress, mute=False):
         with torch.no_grad():
             enc_mel = None
             if self.walker.config.audio_dim:
@@ -349,6 +352,8 @@ class SoundToVideoPipeline:
                 if enc_mel is not None:
                     seg = segment_mel(enc_mel, centres[f0:f1], self.audio_encoder.config.segment_frames).to(self.device)
                     codes = self.audio_encoder(seg)[None]  # (1, b, D)
+                    if mute:
+                        codes = torch.zeros_like(codes)
                 lat, state = self.walker(codes, state, n_frames=f1 - f0)
                 lat = lat[0].float().cpu()  # (b, n_latent, w_dim)
                 if style_mix is not None:

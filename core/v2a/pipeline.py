@@ -309,10 +309,14 @@ class VideoToAudioPipeline:
                 negative_prompt: Optional[str] = None, duration: Optional[float] = None, steps: Optional[int] = None,
                 guidance: float = DEFAULT_GUIDANCE, seed: Optional[int] = None,
                 generator: Optional[torch.Generator] = None, scheduler: str = DEFAULT_SCHEDULER,
-                callback: Optional[ProgressCallback] = None) -> MelLatents:
+                callback: Optional[ProgressCallback] = None, video_embeds: Optional[torch.Tensor] = None) -> MelLatents:
         """Steps 1-3 and 5: check the inputs, CLIP embeds of the conditioning frames, then windowed
         denoising (MultiDiffusion) with classifier-free guidance (eq. 3), conditioned on ``objects``
-        (from :meth:`ground`, for the same frames) when given. ``duration`` None: the clip's."""
+        (from :meth:`ground`, for the same frames) when given. ``duration`` None: the clip's.
+
+        ``video_embeds`` (F, D), one row per conditioning frame, replaces the frames' CLIP embeds:
+        e.g. a caption's CLIP text embedding on every frame for a text-conditioned denoiser
+        (``train-v2a --condition text``, Table III's T)."""
         cfg = self.denoiser.config
         # 1. validate
         duration, steps, scheduler = self.check_inputs(frames, fps, duration, steps, guidance, scheduler)
@@ -333,7 +337,10 @@ class VideoToAudioPipeline:
             raise InputError(f"the objects were grounded on {object_embeds.shape[0]} conditioning frames but this clip has "
                              f"{idx.shape[0]}: ground the same frames at the same fps")
         # 3. CLIP image embeds (cached per clip)
-        video_embeds = self.encode_frames(_select(frames, idx))
+        if video_embeds is None:
+            video_embeds = self.encode_frames(_select(frames, idx))
+        elif video_embeds.ndim != 2 or video_embeds.shape != (idx.shape[0], cfg.clip_dim):
+            raise InputError(f"video_embeds must be ({idx.shape[0]}, {cfg.clip_dim}) for this clip, got {tuple(video_embeds.shape)}")
         if callback is not None:
             callback(0, steps, {"stage": "conditions"})
         negative_embeds = self.negative_embeddings(idx.shape[0], negative_nouns) if negative_nouns else None
