@@ -34,6 +34,7 @@ COMMAND_MODULES = (
     "toyscape",  # toyscape: the procedural sound+video world the default models train on
     "defaults",  # train-defaults: remake the embedded default models
     "demo",  # demo: the main job with the embedded default models
+    "tables",  # tables: the papers' tables in miniature on toyscape
 )
 
 

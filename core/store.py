@@ -432,10 +432,11 @@ class DownloadLock:
     "another download of X is running". A lock whose process is gone (same host) is taken over.
     """
 
-    def __init__(self, path: Path, label: str, wait: Optional[float] = None):
+    def __init__(self, path: Path, label: str, wait: Optional[float] = None, what: str = "download"):
         self.path = Path(path)
         self.label = label
         self.wait = wait
+        self.what = what  # the job named in the messages ("another <what> of <label> is running")
         self.token = f"{os.getpid()} {socket.gethostname()} {secrets.token_hex(8)}"
         self.held = False
 
@@ -494,12 +495,12 @@ class DownloadLock:
                 holder = " ".join(content.split()[:2]) or "unknown"
                 if deadline is not None and time.monotonic() >= deadline:
                     raise DownloadError(
-                        f"another download of {self.label} is running (pid/host {holder}, lock {self.path}); "
+                        f"another {self.what} of {self.label} is running (pid/host {holder}, lock {self.path}); "
                         "wait for it to finish, or delete the lock file if that process is gone"
                     ) from None
                 if not announced:
-                    log.info("%s: another download of it is running (pid/host %s); waiting for it to finish",
-                             self.label, holder)
+                    log.info("%s: another %s of it is running (pid/host %s); waiting for it to finish",
+                             self.label, self.what, holder)
                     announced = True
                 time.sleep(LOCK_POLL)
                 continue

@@ -26,6 +26,8 @@ def register(sub) -> None:
     e.add_argument("--fps", type=float, default=8.0, help="frame rate of the generated videos")
     e.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.add_argument("--pictures", type=Path, default=None,
+                   help="folder for pictures: foley_spectrograms.png (foley), s2v_frames.png (s2v)")
     _v2a_args(e)
     e.set_defaults(func=cmd_eval_defaults)
 
@@ -59,7 +61,8 @@ def _v2a_part(args) -> dict:
         return ev.evaluate_vae(args.vae, args.vocoder, clips_per_class=args.clips_per_class, duration=args.duration)
     return ev.evaluate_foley(args.denoiser, args.clip, args.vae, args.vocoder, args.audio_encoder,
                              clips_per_class=args.clips_per_class, duration=args.duration, steps=args.steps,
-                             scheduler=args.scheduler, guidance=args.guidance, prompt=args.prompt).as_dict()
+                             scheduler=args.scheduler, guidance=args.guidance, prompt=args.prompt,
+                             pictures=args.pictures).as_dict()
 
 
 def cmd_eval_defaults(args) -> int:
@@ -81,7 +84,8 @@ def cmd_eval_defaults(args) -> int:
 
         cb = tqdm_callback("eval-defaults")
     rep = defaults_eval.evaluate(args.generator, args.models, args.clip, clips_per_class=args.clips_per_class,
-                                 duration=args.duration, fps=args.fps, device=select_device(args.device), callback=cb)
+                                 duration=args.duration, fps=args.fps, device=select_device(args.device), callback=cb,
+                                 pictures=args.pictures)
     out = rep.as_dict()
     if args.json:
         print(json.dumps(out))

@@ -50,8 +50,10 @@ def label_text(label: str) -> str:
 
 @torch.no_grad()
 def evaluate(generator_path, models_dir, clip_path, clips_per_class: int = 5, duration: float = 4.0,
-             fps: float = 8.0, truncation: float = 0.7, device=None, callback=None) -> S2VDefaultsReport:
-    """Run the held-out evaluation; ``callback(done, total, info)`` after each clip."""
+             fps: float = 8.0, truncation: float = 0.7, device=None, callback=None, pictures=None) -> S2VDefaultsReport:
+    """Run the held-out evaluation; ``callback(done, total, info)`` after each clip. ``pictures``: a
+    folder for ``s2v_frames.png`` (per class, the frames generated from its first clip's sound, under
+    that clip's real frames)."""
     from .. import toyscape
     from ..clip import load_clip
     from ..v2a.metrics import av_align_arrays
@@ -91,6 +93,18 @@ def evaluate(generator_path, models_dir, clip_path, clips_per_class: int = 5, du
     own = [av_align_arrays(v, fps, *sounds[i]).score for i, v in enumerate(videos)]
     other = [av_align_arrays(v, fps, *sounds[(i + 1) % n]).score for i, v in enumerate(videos)]
     per_class = {lab: sum(gen_ok[i] for i in range(n) if items[i][0] == lab) / clips_per_class for lab in names}
+    if pictures is not None:
+        from pathlib import Path
+
+        from ..pictures import contact_sheet
+
+        rows = {}
+        for i in range(0, n, clips_per_class):
+            label, seed = items[i]
+            rows[f"{label} real"] = toyscape.make_clip(label, seed, duration=duration).frames
+            rows[f"{label} generated"] = videos[i]
+        Path(pictures).mkdir(parents=True, exist_ok=True)
+        contact_sheet(rows, Path(pictures) / "s2v_frames.png")
     mean = lambda xs: float(sum(xs) / len(xs)) if xs else float("nan")  # noqa: E731
     return S2VDefaultsReport(clips=n, fps=fps, class_accuracy=mean(gen_ok), real_class_accuracy=mean(real_ok),
                              av_align=mean(own), av_align_shuffled=mean(other), av_align_real=mean(real_av),

@@ -140,10 +140,12 @@ class FoleyReport:
 @torch.no_grad()
 def evaluate_foley(denoiser, clip, vae, vocoder=None, audio_encoder=None, clips_per_class: int = 5,
                    duration: float = 4.0, steps: int = 25, scheduler: str = "dpm++", guidance: float = 3.0,
-                   prompt: Optional[str] = None, device=None, callback=None) -> FoleyReport:
+                   prompt: Optional[str] = None, device=None, callback=None, pictures=None) -> FoleyReport:
     """Generate Foley for held-out silent clips and score it (see the module docstring).
 
     ``prompt``: None (video only) or ``"label"`` (the clip's class name as the object prompt).
+    ``pictures``: a folder for ``foley_spectrograms.png`` (true vs generated audio of each class's
+    first clip, with the video's motion curve and the audio onsets behind AV-Align).
     """
     from .. import toyscape
     from ..clip import load_clip
@@ -198,6 +200,19 @@ def evaluate_foley(denoiser, clip, vae, vocoder=None, audio_encoder=None, clips_
             if sum(1 for it in items if it[0] == label) > 1 else i
         swapped.append(av_align_arrays(*frames_of[i], *gens[j]).score)
     per_class = {lab: _mean(ok[i] for i in range(len(items)) if items[i][0] == lab) for lab in names}
+    if pictures is not None:
+        from pathlib import Path
+
+        from ..pictures import spectrogram_sheet
+
+        first = [i for i in range(len(items)) if i % clips_per_class == 0]
+        sheet = []
+        for i in first:
+            c = toyscape.make_clip(items[i][0], items[i][1], duration=duration)
+            sheet.append((items[i][0], c.frames, c.fps, {"true audio": (c.audio, c.sample_rate), "generated": gens[i]}))
+        Path(pictures).mkdir(parents=True, exist_ok=True)
+        spectrogram_sheet(sheet, Path(pictures) / "foley_spectrograms.png",
+                          f"Foley from silent held-out clips ({scheduler} {steps} steps, guidance {guidance})")
     a, at = _mean(av), _mean(av_true)
     return FoleyReport(clips=len(items), prompt=prompt, steps=steps, scheduler=scheduler, guidance=guidance,
                        class_accuracy=_mean(ok), class_accuracy_true_audio=_mean(ok_true), classifier=how,
