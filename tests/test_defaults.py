@@ -256,3 +256,33 @@ def test_shared_workflows_run_on_the_embedded_defaults_alone(tmp_path, name):
         assert sr == 22050 and wav.abs().max() > 1e-2  # the vocoder's rate; a sound, not silence
     else:
         assert (info.width, info.height) == (64, 64) and info.n_frames == 12  # 1.5 s at 8 fps
+
+
+def test_shipped_models_pinned_outputs():
+    """Each trained default gives its pinned output for fixed inputs (CPU fp32): a changed file or a
+    changed loader shows here. The figures were read off the shipped files when they were made."""
+    from synesthesia.core.clip import load_clip
+    from synesthesia.core.s2v.audio_encoder import load_audio_encoder
+    from synesthesia.core.v2a.denoiser import load_denoiser
+    from synesthesia.core.v2a.vae import load_mel_vae
+
+    g = torch.Generator().manual_seed(0)
+    den = load_denoiser(defaults.default_path("toy-vta"))
+    c = den.config
+    assert c.aligned_video and c.frame_rate == 8.0 and c.scheme == "ZV+O"
+    z = torch.randn(1, c.latent_channels, c.latent_time, c.latent_freq, generator=g)
+    v = torch.randn(1, 32, c.clip_dim, generator=g)
+    vae = load_mel_vae(defaults.default_path("toy-mel-vae"))
+    mel = torch.randn(1, 1, 64, 80, generator=g)
+    enc = load_audio_encoder(defaults.default_path("toy-s2v") / "audio_encoder")
+    seg = torch.randn(1, enc.config.n_mels, enc.config.segment_frames, generator=g)
+    with torch.no_grad():
+        eps = den(z, 500, v)
+        dec = vae.decode(vae.encode(mel))
+        a = enc(seg)
+        t = load_clip(defaults.default_path("toy-clip")).encode_text(["thunderstorm"])
+    got = [round(float(x), 4) for x in (eps.mean(), eps.std(), dec.mean(), dec.std(), a.mean(), a.std(), t.mean(), t.std())]
+    assert got == pytest.approx(PINNED, abs=2e-3), got
+
+
+PINNED = [0.008, 1.0145, -2.4382, 1.3765, -0.0515, 0.6033, 0.063, 1.5421]  # toy-vta eps, toy-mel-vae, audio encoder, toy-clip text

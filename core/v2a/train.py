@@ -49,13 +49,14 @@ def _toy_denoiser():
 
     # Sized for toy-clip (128-d) and toy-mel-vae (8 x T/4 x 20 latents of HiFi-GAN's 22.05 kHz / hop 256
     # mels: 22050 / 1024 latent frames per second, 88 frames = a 4.09 s window); cross-attention only
-    # below the full latent resolution, so a CPU trains it in minutes.
+    # below the full latent resolution, so a CPU trains it in minutes. Frames at 8 fps with the aligned V
+    # path (see vta_ldm): toyscape's events last a few frames at 16 fps, and a toy must learn *when*.
     return DenoiserConfig(
         clip_dim=128, cross_attention_dim=128, latent_channels=8, latent_time=88, latent_freq=20,
         latent_rate=22050 / 1024, block_out_channels=(16, 32, 64), attention_head_dim=(1, 1, 2),
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"), layers_per_block=1,
-        norm_num_groups=8, frame_rate=4.0, clip_normalize=True, prediction_type="epsilon")
+        norm_num_groups=8, frame_rate=8.0, clip_normalize=True, aligned_video=True, prediction_type="epsilon")
 
 
 PRESETS = {"toy": _toy_denoiser}  # fresh-denoiser configs for ``TrainV2AConfig.init`` / ``train-v2a --init``
