@@ -8,7 +8,8 @@ class SynesthesiaSceneSettings(bpy.types.PropertyGroup):
         name="Prompt", description="Optional: what should be heard (its nouns are grounded in the frames)", default="")
     negative_prompt: bpy.props.StringProperty(name="Negative prompt", description="Optional: what to avoid", default="")
     steps: bpy.props.IntProperty(name="Steps", description="Denoising steps", default=25, min=1, max=1000)
-    guidance: bpy.props.FloatProperty(name="Guidance", description="Classifier-free guidance scale", default=3.0,
+    guidance: bpy.props.FloatProperty(name="Guidance", description="Classifier-free guidance scale (6 suits the embedded "
+                                      "toy model; VTA-LDM's own is 3)", default=6.0,
                                       min=0.0, max=20.0)
     seed: bpy.props.IntProperty(name="Seed", description="Random seed", default=0, min=0)
     video_prompt: bpy.props.StringProperty(

@@ -5,7 +5,7 @@ Synesthesia is installed and send one request per line:
 
     {"op": "foley", "id": "job0", "video": "/abs/clip.mp4", "frames": [3, 5, 7, ...], "fps": 29.97,
      "duration": 1.735, "out": "/abs/foley/clip foley take 1.wav", "prompt": "...", "steps": 25,
-     "guidance": 3.0, "seed": 0, "device": "auto", "models_dir": "", "workflow": "" (optional),
+     "guidance": 6.0, "seed": 0, "device": "auto", "models_dir": "", "workflow": "" (optional),
      "tmp_dir": "/abs/host-owned/tmp" (optional)}
         Foley for the picture as played: ``frames`` is the file frame shown at each timeline
         frame of the strip, ``fps`` the timeline's rate, ``duration`` the sound's length (the
@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, TextIO
 
 from ..core.errors import Cancelled, InputError, SynesthesiaError
+from ..core.defaults import TOY_FOLEY_GUIDANCE
 
 log = logging.getLogger(__name__)
 
@@ -341,7 +342,7 @@ def _foley_played(job, video: Path, out: Path, wf_path: Path, prompt: dict, mode
     # 4. generate: frames already at the model's rate, the sound as long as the span
     pipe = VideoToAudioPipeline(m["vta"], m["clip"], m["mel_vae"], m["vocoder"], m.get("grounder"))
     res = pipe(pictures, rate, prompt=text or None, negative_prompt=str(setting("negative_prompt", "")) or None,
-               duration=duration, steps=int(setting("steps", 25)), guidance=float(setting("guidance", 3.0)),
+               duration=duration, steps=int(setting("steps", 25)), guidance=float(setting("guidance", TOY_FOLEY_GUIDANCE)),
                seed=int(setting("seed", 0)), scheduler=str(setting("scheduler", "dpm++")), callback=callback)
     with tempfile.TemporaryDirectory(prefix="synesthesia-job-", dir=_tmp_parent(job)) as tmp:
         media.write_audio(Path(tmp) / f"sound{out.suffix}", res.waveform, res.sample_rate)

@@ -50,6 +50,7 @@ def register(sub) -> None:
     p.add_argument("--duration", type=float, default=3.0, help="seconds of material (your files are cut to this)")
     p.add_argument("--steps", type=int, default=12, help="Foley denoising steps")
     p.add_argument("--scheduler", default="dpm++", help="Foley sampler: dpm++, ddim or ddpm")
+    p.add_argument("--guidance", type=float, default=6.0, help="Foley classifier-free guidance (6 suits toy-vta)")
     p.add_argument("--fps", type=float, default=8.0, help="frame rate of the generated video (toy-s2v's walker is trained at 8)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.set_defaults(func=cmd_demo)
@@ -163,7 +164,8 @@ def _foley(video: Path, paths, args):
     info = media.probe(video)
     size = None if info.width and info.height and info.width * info.height <= VTA_FRAME_SIZE ** 2 else VTA_FRAME_SIZE
     frames, _, seconds = read_conditioning_frames(video, rate, size, duration=args.duration)
-    return pipe(frames, rate, duration=seconds, steps=args.steps, scheduler=args.scheduler, seed=args.seed)
+    return pipe(frames, rate, duration=seconds, steps=args.steps, scheduler=args.scheduler, guidance=args.guidance,
+                seed=args.seed)
 
 
 def _animate(wave, sr, paths, args):

@@ -43,7 +43,7 @@ def _v2a_args(e) -> None:
                    help="foley: audio encoder in the CLIP's space (toy-s2v/audio_encoder); else a mel-centroid stand-in")
     e.add_argument("--steps", type=int, default=25, help="foley: denoising steps")
     e.add_argument("--scheduler", default="dpm++", help="foley: scheduler")
-    e.add_argument("--guidance", type=float, default=3.0, help="foley: classifier-free guidance")
+    e.add_argument("--guidance", type=float, default=6.0, help="foley: classifier-free guidance (the toy's default, 6)")
     e.add_argument("--prompt", default=None, choices=("label",), help="foley: give each clip its class name as the prompt")
 
 

@@ -47,7 +47,8 @@ def register(sub) -> None:
     p.add_argument("--grounding", default="clip",
                    help="object grounding for prompts: clip (CLIP only), a folder with Grounding DINO + SAM, or none")
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: 300 ddpm/ddim, 25 dpm++)")
-    p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (VTA-LDM: 3)")
+    p.add_argument("--guidance", type=float, default=None,
+                   help="classifier-free guidance scale (default: 6 for the embedded toy-vta, else VTA-LDM's 3)")
     p.add_argument("--scheduler", default=None,
                    help="ddpm (VTA-LDM's), ddim or dpm++ (default: dpm++ for the embedded toy-vta, else ddpm)")
     p.add_argument("--seed", type=int, default=0, help="random seed (each batch item adds its index)")
@@ -190,10 +191,12 @@ def cmd_foley(args) -> int:
         raise InputError(f"{args.input} is a batch: give a folder for --output, not {args.output}")
     mine, rank = distributed_share(len(jobs))
     models = resolve_models(args)
-    if args.scheduler is None:  # the embedded toy denoiser is used with 25 DPM-Solver++ steps; VTA-LDM with its DDPM
+    if args.scheduler is None or args.guidance is None:  # the embedded toy: DPM-Solver++, guidance 6; VTA-LDM: DDPM, 3
         from .. import defaults
 
-        args.scheduler = "dpm++" if str(args.denoiser) == defaults.FOLEY["denoiser"] else "ddpm"
+        chosen = defaults.foley_sampling(args.denoiser)
+        args.scheduler = args.scheduler or chosen["scheduler"]
+        args.guidance = chosen["guidance"] if args.guidance is None else args.guidance
     device = args.device
     if device == "auto" and "LOCAL_RANK" in os.environ:
         import torch
