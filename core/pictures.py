@@ -65,7 +65,7 @@ def spectrogram_sheet(items: Sequence[tuple], path: Path, title: str = "") -> Pa
             ax.set_yticks([])
     fig.suptitle((title + "\n" if title else "") + "log-mel (colour); video motion (cyan; dotted: its peaks); "
                  "audio onsets (white dashes)", fontsize=8)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / len(items)))  # room for the two-line title
     return save_figure(fig, path)
 
 

@@ -119,12 +119,13 @@ def test_eval_defaults_s2v_runs_on_held_out_toyscape(tmp_path, capsys):
     make_tiny_clip(tmp_path / "clip")
     code, io = _main(capsys, "eval-defaults", "--part", "s2v", "--generator", tmp_path / "gen", "--models",
                      tmp_path / "models", "--clip", tmp_path / "clip", "--clips-per-class", 1, "--duration", 1.0,
-                     "--json")
+                     "--json", "--pictures", tmp_path / "pics")
     assert code == 0, io.err
     rep = json.loads(io.out)
     assert rep["clips"] == len(toyscape.CLASSES) and set(rep["per_class"]) == set(toyscape.CLASSES)
     for k in ("class_accuracy", "real_class_accuracy", "av_align", "av_align_shuffled", "av_align_real",
-              "audio_accuracy"):
+              "audio_accuracy", "own_above_shuffled"):
         assert 0.0 <= rep[k] <= 1.0, (k, rep[k])
     # the real clips' motion follows their sound (toyscape ties events to sounds)
     assert rep["av_align_real"] > 0
+    assert [p.name for p in (tmp_path / "pics").iterdir()] == ["s2v_frames.png"]  # one row real, one generated per class

@@ -36,6 +36,7 @@ class S2VDefaultsReport:
     av_align: float  # generated video with its driving sound
     av_align_shuffled: float  # the same videos with another clip's sound
     av_align_real: float  # real video with its own sound
+    own_above_shuffled: float  # fraction of clips whose video scores higher with its own sound (ties: half)
     audio_accuracy: float  # audio encoder zero-shot on the sounds
     per_class: dict = field(default_factory=dict)  # label -> generated-frame accuracy
     seconds: float = 0.0
@@ -108,4 +109,5 @@ def evaluate(generator_path, models_dir, clip_path, clips_per_class: int = 5, du
     mean = lambda xs: float(sum(xs) / len(xs)) if xs else float("nan")  # noqa: E731
     return S2VDefaultsReport(clips=n, fps=fps, class_accuracy=mean(gen_ok), real_class_accuracy=mean(real_ok),
                              av_align=mean(own), av_align_shuffled=mean(other), av_align_real=mean(real_av),
+                             own_above_shuffled=mean([1.0 if o > s else 0.5 if o == s else 0.0 for o, s in zip(own, other)]),
                              audio_accuracy=mean(aud_ok), per_class=per_class, seconds=round(time.time() - t0, 1))

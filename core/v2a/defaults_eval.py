@@ -129,6 +129,7 @@ class FoleyReport:
     av_align_true: float  # video vs its true audio
     av_align_swapped: float  # video vs the generated audio of another clip of its class
     ratio: float  # av_align / av_align_true
+    own_above_swapped: float  # fraction of clips whose own Foley scores higher than the swapped one (ties: half)
     seconds_per_clip: float  # generation wall time
     per_class: dict = field(default_factory=dict)
     seconds: float = 0.0
@@ -217,6 +218,7 @@ def evaluate_foley(denoiser, clip, vae, vocoder=None, audio_encoder=None, clips_
     return FoleyReport(clips=len(items), prompt=prompt, steps=steps, scheduler=scheduler, guidance=guidance,
                        class_accuracy=_mean(ok), class_accuracy_true_audio=_mean(ok_true), classifier=how,
                        av_align=a, av_align_true=at, av_align_swapped=_mean(swapped), ratio=a / at if at else float("nan"),
+                       own_above_swapped=_mean(1.0 if o > s else 0.5 if o == s else 0.0 for o, s in zip(av, swapped)),
                        seconds_per_clip=_mean(gen_time), per_class=per_class, seconds=round(time.time() - t0, 1))
 
 

@@ -345,7 +345,8 @@ class VTALDM(nn.Module):
                 drop: Optional[torch.Tensor] = None, drop_objects: Optional[torch.Tensor] = None):
         """Training entry: project the CLIP embeds and denoise. ``drop`` (B,) bool zeroes V and O
         of those rows (the unconditional branch of eq. 3), ``drop_objects`` (B,) zeroes O only."""
-        cond = self.project(video_embeds, object_embeds, video_mask)
+        # a shared feature folder has O for every clip; a denoiser without the branch takes V alone
+        cond = self.project(video_embeds, object_embeds if self.has_objects else None, video_mask)
         if drop is not None:
             keep = (~drop).to(cond.video.dtype)[:, None, None]
             cond.video = cond.video * keep
