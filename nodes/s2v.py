@@ -108,8 +108,9 @@ class SynesthesiaStyleGANRender:
             "required": {
                 "stylegan": ("SYN_STYLEGAN", {"tooltip": "The generator (Load StyleGAN)."}),
                 "latents": ("SYN_WPLUS", {"tooltip": "W+ latents (Latent Walk or Sound Invert)."}),
-                "batch_size": ("INT", {"default": 8, "min": 1, "max": 256,
-                                       "tooltip": "Frames rendered at once; lower it if memory runs out."}),
+                "batch_size": ("INT", {"default": 0, "min": 0, "max": 256,
+                                       "tooltip": "Frames rendered at once; 0 picks what was measured fastest for the "
+                                                  "device and generator family; lower it if memory runs out."}),
                 "resolution": ("INT", {"default": 0, "min": 0, "max": 4096, "step": 8,
                                        "tooltip": "Output size in pixels (square); 0 keeps the generator's."}),
             },
@@ -119,7 +120,7 @@ class SynesthesiaStyleGANRender:
         from ..core.s2v.pipeline import render_latents
 
         lat = latents if latents.dim() == 3 else latents[None]
-        imgs = render_latents(stylegan, lat, int(batch_size), resolution=int(resolution) or None,
+        imgs = render_latents(stylegan, lat, int(batch_size) or None, resolution=int(resolution) or None,
                               callback=host.progress_callback(lat.shape[0]))
         return (hostutil.images_to_host(imgs),)
 

@@ -135,13 +135,13 @@ def test_cli_run_workflow(env, tmp_path, capsys):
 
 def test_validation_errors_are_reported_before_running(tmp_path):
     base = {"1": {"class_type": "SynesthesiaStyleGANRender", "inputs": {"stylegan": ["2", 0], "latents": ["2", 0],
-                                                                       "batch_size": 0}},
+                                                                       "batch_size": -1}},
             "2": {"class_type": "CreateVideo", "inputs": {"images": ["1", 0], "fps": 500.0}}}
     with pytest.raises(InputError) as e:
         W.run_workflow(base, output_dir=tmp_path)
     msg = str(e.value)
     assert "expects SYN_STYLEGAN but node 2 output 0 is VIDEO" in msg
-    assert "batch_size' is 0, outside [1, 256]" in msg and "fps' is 500.0" in msg
+    assert "batch_size' is -1, outside [0, 256]" in msg and "fps' is 500.0" in msg
     with pytest.raises(InputError, match="cannot run ComfyUI node.*KSampler"):
         W.run_workflow({"1": {"class_type": "KSampler", "inputs": {}}}, output_dir=tmp_path)
     cyc = {"1": {"class_type": "CreateVideo", "inputs": {"images": ["2", 0], "fps": 1.0}},

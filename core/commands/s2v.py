@@ -81,7 +81,8 @@ def register(sub) -> None:
     p.add_argument("--truncation", type=float, default=0.7, help="truncation psi of the start latent")
     p.add_argument("--style-mix", type=int, default=None,
                    help="keep W+ vectors from this index on at the start latent (sound moves only coarser styles)")
-    p.add_argument("--batch-size", type=int, default=8, help="frames rendered per batch (bounds memory)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="frames rendered per batch (bounds memory; default: measured fastest for the device and family)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--dtype", default="fp32", help="generator precision: fp32, fp16, bf16 or auto")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
