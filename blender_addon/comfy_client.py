@@ -53,23 +53,17 @@ def _workflows_dir() -> Path:
 
 WORKFLOWS = _workflows_dir()
 
-# Job field -> (node class, input) of the foley and sound-to-video workflows.
-FOLEY_INPUTS = {
-    "start": (("SynesthesiaVTADiffuse", "start"), ("SynesthesiaGroundObjects", "start")),
-    "duration": (("SynesthesiaVTADiffuse", "duration"), ("SynesthesiaGroundObjects", "duration")),
-    "prompt": (("SynesthesiaGroundObjects", "prompt"),),
-    "negative_prompt": (("SynesthesiaVTADiffuse", "negative_prompt"),),
-    "steps": (("SynesthesiaVTADiffuse", "steps"),),
-    "guidance": (("SynesthesiaVTADiffuse", "guidance"),),
-    "seed": (("SynesthesiaVTADiffuse", "seed"),),
-}
-S2V_INPUTS = {
-    "start": (("SynesthesiaLoadAudio", "start"),),
-    "duration": (("SynesthesiaLoadAudio", "duration"), ("SynesthesiaLatentWalk", "duration")),
-    "fps": (("SynesthesiaLatentWalk", "fps"),),
-    "prompt": (("SynesthesiaSoundInvert", "prompt"),),
-    "seed": (("SynesthesiaSoundInvert", "seed"),),
-}
+
+
+def _job_inputs(kind: str) -> dict:
+    """Job field -> ((node class, input), ...) of the foley / s2v workflows: ``job_inputs.json``,
+    shipped beside the API workflows (the local worker reads the same file)."""
+    table = json.loads((WORKFLOWS / "job_inputs.json").read_text(encoding="utf-8"))[kind]
+    return {key: tuple(tuple(t) for t in targets) for key, targets in table.items()}
+
+
+FOLEY_INPUTS = _job_inputs("foley")
+S2V_INPUTS = _job_inputs("s2v")
 
 
 # ------------------------------------------------------------------------------ websocket

@@ -49,7 +49,8 @@ def build_addon_zip(out) -> Path:
                     z.write(f, f.relative_to(src).as_posix())
             # the shipped API workflows, which the add-on submits to a ComfyUI server
             for f in sorted(set((src.parent / "workflows").glob("*_api.json"))
-                            | set((src.parent / "workflows" / "api").glob("*_api.json"))):
+                            | set((src.parent / "workflows" / "api").glob("*_api.json"))
+                            | {src.parent / "workflows" / "api" / "job_inputs.json"}):
                 z.write(f, f"workflows/{f.name}")
     return out
 

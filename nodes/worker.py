@@ -57,16 +57,10 @@ def shipped_workflow(name: str) -> Path:
     ComfyUI's templates)."""
     return WORKFLOWS / "api" / name
 
-# Job field -> (node class, input) set on every node of that class the trimmed graph has.
-FOLEY_SETTINGS = {
-    "start": (("SynesthesiaVTADiffuse", "start"), ("SynesthesiaGroundObjects", "start")),
-    "duration": (("SynesthesiaVTADiffuse", "duration"), ("SynesthesiaGroundObjects", "duration")),
-    "prompt": (("SynesthesiaGroundObjects", "prompt"),),
-    "negative_prompt": (("SynesthesiaVTADiffuse", "negative_prompt"),),
-    "steps": (("SynesthesiaVTADiffuse", "steps"),),
-    "guidance": (("SynesthesiaVTADiffuse", "guidance"),),
-    "seed": (("SynesthesiaVTADiffuse", "seed"),),
-}
+# Job field -> (node class, input) set on every node of that class the trimmed graph has: the table the
+# Blender add-on's ComfyUI backend uses too (workflows/api/job_inputs.json).
+FOLEY_SETTINGS = {key: tuple(tuple(t) for t in targets) for key, targets in
+                  json.loads((WORKFLOWS / "api" / "job_inputs.json").read_text(encoding="utf-8"))["foley"].items()}
 
 # Loader node class -> {input: model kind} (what the Check op resolves).
 LOADER_KINDS = {

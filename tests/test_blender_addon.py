@@ -368,6 +368,7 @@ def test_addon_zip_is_an_extension_package(addon_zip):
     # the shipped API workflows, for the ComfyUI backend
     assert {f"workflows/{n}_api.json" for n in ("video_to_foley", "video_to_foley_text", "sound_to_video",
                                                   "sound_to_video_text")} <= set(names)
+    assert "workflows/job_inputs.json" in names  # the job field -> node input table comfy_client reads at import
     assert not any("__pycache__" in n for n in names)
 
 

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OBJECT_INFO = ROOT / "tests" / "data" / "comfyui_object_info.json"
 WF = ROOT / "workflows"
 UI_FILES = sorted(WF.glob("*.json"))
-API_FILES = sorted((WF / "api").glob("*.json"))
+API_FILES = sorted((WF / "api").glob("*_api.json"))
 EXPECTED = {"sound_to_video", "sound_to_video_text", "video_to_foley", "video_to_foley_text"}
 
 
@@ -109,3 +109,21 @@ def test_the_blender_worker_finds_the_shipped_api_workflows():
         assert shipped_workflow(f"{name}_api.json") == WF / "api" / f"{name}_api.json"
         assert shipped_workflow(f"{name}_api.json").is_file()
     assert shipped_workflow("nope_api.json") == WF / "api" / "nope_api.json"  # not found: a path, no recursion
+
+
+def test_job_inputs_table_names_inputs_the_workflows_have():
+    """workflows/api/job_inputs.json (the worker's and the Blender ComfyUI backend's one table): every
+    [node class, input] it sets exists in that kind's shipped API workflows, and both hosts read it."""
+    from synesthesia.blender_addon import comfy_client
+    from synesthesia.nodes import worker
+
+    table = json.loads((WF / "api" / "job_inputs.json").read_text())
+    for kind, stem in (("foley", "video_to_foley"), ("s2v", "sound_to_video")):
+        have = set()
+        for path in (WF / "api").glob(f"{stem}*_api.json"):
+            have |= {(n["class_type"], k) for n in json.loads(path.read_text()).values() for k in n["inputs"]}
+        for key, targets in table[kind].items():
+            assert any(tuple(t) in have for t in targets), (kind, key)
+            assert all(tuple(t) in have or t[0] == "SynesthesiaGroundObjects" for t in targets), (kind, key, targets)
+    assert worker.FOLEY_SETTINGS == comfy_client.FOLEY_INPUTS
+    assert comfy_client.S2V_INPUTS["fps"] == (("SynesthesiaLatentWalk", "fps"),)
