@@ -81,6 +81,36 @@ def parse_models(text: str) -> dict:
     return out
 
 
+# The preferences' model pickers -> the loader inputs each sets (an empty picker keeps the workflow's
+# own model: the shipped workflows name the embedded defaults).
+MODEL_PICKERS = {
+    "vta_model": ("SynesthesiaVTALoader.model",),
+    "clip_model": ("SynesthesiaCLIPLoader.model",),
+    "vae_model": ("SynesthesiaMelVAELoader.model",),
+    "vocoder_model": ("SynesthesiaVocoderLoader.model",),
+    "stylegan_model": ("SynesthesiaStyleGANLoader.model",),
+}
+# A train-s2v output folder: its three model folders go to the Sound Models loader's three inputs.
+SOUND_MODEL_FOLDERS = (("SynesthesiaSoundModelsLoader.audio_encoder", "audio_encoder"),
+                       ("SynesthesiaSoundModelsLoader.inversion", "inversion_encoder"),
+                       ("SynesthesiaSoundModelsLoader.walker", "walker"))
+
+
+def model_overrides(pickers: Mapping[str, str], text: str = "") -> dict:
+    """``{"Class.input": path}`` from the preferences: the model pickers (absolute paths; ``sound_models``
+    is a ``train-s2v`` output folder), then the advanced ``Loader.input=name`` text, which wins."""
+    out = {}
+    for field, keys in MODEL_PICKERS.items():
+        path = (pickers.get(field) or "").strip()
+        for key in keys if path else ():
+            out[key] = path
+    folder = (pickers.get("sound_models") or "").strip()
+    for key, sub in SOUND_MODEL_FOLDERS if folder else ():
+        out[key] = os.path.join(folder, sub)
+    out.update(parse_models(text))
+    return out
+
+
 _UNSAFE = re.compile(r'[\\/:*?"<>|\x00-\x1f]+')
 
 

@@ -85,12 +85,19 @@ def make_client(prefs):
     return WorkerClient(bpy.path.abspath(prefs.python_path), env)
 
 
+def _model_overrides(prefs) -> dict:
+    """The preferences' model pickers (made absolute) and Loader overrides -> the job's ``models``."""
+    pickers = {f: bpy.path.abspath(getattr(prefs, f)) if getattr(prefs, f) else ""
+               for f in (*jobs_mod.MODEL_PICKERS, "sound_models")}
+    return jobs_mod.model_overrides(pickers, prefs.models)
+
+
 def _settings(scene, prefs, kind: str) -> dict:
     s = scene.synesthesia
     try:
-        models = jobs_mod.parse_models(prefs.models)
+        models = _model_overrides(prefs)
     except ValueError as e:
-        raise WorkerError(f"{e} (add-on preferences, Models)") from None
+        raise WorkerError(f"{e} (add-on preferences, Loader overrides)") from None
     common = {"device": prefs.device, "models_dir": bpy.path.abspath(prefs.models_dir) if prefs.models_dir else "",
               "models": models}
     if kind == "video":
@@ -503,9 +510,9 @@ def check_worker(prefs, timeout: float = 180.0) -> dict:
     client = WorkerClient(bpy.path.abspath(prefs.python_path), env)
     try:
         try:
-            models = jobs_mod.parse_models(prefs.models)
+            models = _model_overrides(prefs)
         except ValueError as e:
-            raise WorkerError(f"{e} (add-on preferences, Models)") from None
+            raise WorkerError(f"{e} (add-on preferences, Loader overrides)") from None
         client.send({"op": "info", "id": "info", "models": models,
                      "models_dir": bpy.path.abspath(prefs.models_dir) if prefs.models_dir else ""})
         deadline = time.monotonic() + timeout

@@ -19,8 +19,27 @@ class SynesthesiaPreferences(bpy.types.AddonPreferences):
         subtype="DIR_PATH",
         default="",
     )
+    vta_model: bpy.props.StringProperty(
+        name="Foley denoiser", subtype="DIR_PATH", default="",
+        description="VTA-LDM / VTA-SAM denoiser folder (or VTA-LDM's .bin); empty: the embedded toy-vta")
+    clip_model: bpy.props.StringProperty(
+        name="CLIP", subtype="DIR_PATH", default="",
+        description="CLIP folder (Hugging Face or ours); empty: the embedded toy-clip")
+    vae_model: bpy.props.StringProperty(
+        name="Mel VAE", subtype="FILE_PATH", default="",
+        description="Mel VAE (AudioLDM vae/ folder, audioldm-s-full.ckpt or ours); empty: the embedded toy-mel-vae")
+    vocoder_model: bpy.props.StringProperty(
+        name="Vocoder", subtype="FILE_PATH", default="",
+        description="HiFi-GAN (AudioLDM vocoder/, a jik876 g_* file or ours); empty: the embedded hifigan-universal")
+    stylegan_model: bpy.props.StringProperty(
+        name="StyleGAN", subtype="FILE_PATH", default="",
+        description="StyleGAN2/3 generator (.pt, .pkl or ours) for Generate Video; empty: the embedded toy-stylegan2")
+    sound_models: bpy.props.StringProperty(
+        name="Sound models", subtype="DIR_PATH", default="",
+        description="A train-s2v output folder (audio_encoder/, inversion_encoder/, walker/) made for that StyleGAN; "
+                    "empty: the embedded toy-s2v")
     models: bpy.props.StringProperty(
-        name="Models",
+        name="Loader overrides",
         description="Optional: the models the workflows' loaders use, as Loader.input=name pairs separated by ';' "
                     "(e.g. SynesthesiaVTALoader.model=my-vta/); empty: the workflows' own, the embedded defaults",
         default="",
@@ -64,7 +83,11 @@ class SynesthesiaPreferences(bpy.types.AddonPreferences):
         layout = self.layout
         layout.prop(self, "python_path")
         layout.prop(self, "models_dir")
-        layout.prop(self, "models")
+        box = layout.box()
+        box.label(text="Models (empty: the embedded defaults)")
+        for name in ("vta_model", "clip_model", "vae_model", "vocoder_model", "stylegan_model", "sound_models"):
+            box.prop(self, name)
+        box.prop(self, "models")
         layout.prop(self, "output_dir")
         layout.prop(self, "workflow")
         layout.prop(self, "workflow_s2v")

@@ -57,6 +57,8 @@ def reset(args):
     prefs.output_dir = args.get("out_dir", "//foley/")
     prefs.models_dir = args.get("models_dir", "")
     prefs.models = args.get("models", "")
+    for field in ("vta_model", "clip_model", "vae_model", "vocoder_model", "stylegan_model", "sound_models"):
+        setattr(prefs, field, args.get("pickers", {}).get(field, ""))
     prefs.device = args.get("device", "auto")
     prefs.comfyui_url = args.get("comfyui_url", "")
     prefs.workflow = prefs.workflow_s2v = ""

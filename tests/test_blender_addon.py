@@ -257,6 +257,9 @@ TINY = {"SynesthesiaVTALoader.model": "vta-ldm-clip4clip-v-large/", "Synesthesia
         "SynesthesiaSoundModelsLoader.audio_encoder": "audio_encoder/",
         "SynesthesiaSoundModelsLoader.inversion": "inversion/", "SynesthesiaSoundModelsLoader.walker": "walker/"}
 TINY_TEXT = "; ".join(f"{k}={v}" for k, v in TINY.items())
+# the video case picks its StyleGAN with the preferences' picker instead (the embedded toy-stylegan2 would not
+# fit the tiny walker, so the job only succeeds if the picker reaches the loader)
+TINY_TEXT_BUT_STYLEGAN = "; ".join(f"{k}={v}" for k, v in TINY.items() if not k.startswith("SynesthesiaStyleGAN"))
 
 
 @pytest.fixture(scope="module")
@@ -424,7 +427,9 @@ def blender(addon_zip, job_env, tmp_path_factory):
             {"name": "modal_cancel", "kind": "modal_cancel", "movie": movie, "python": me, "models_dir": models, "models": TINY_TEXT,
              "steps": 1000, "out_dir": str(run / "out_modal")},
             {"name": "video", "kind": "generate_video", "wav": str(job_env.base / "beat.wav"), "python": me,
-             "models_dir": models, "models": TINY_TEXT, "scene_fps": 24, "offset": 5, "out_dir": str(run / "out_video")},
+             "models_dir": models, "models": TINY_TEXT_BUT_STYLEGAN, "scene_fps": 24, "offset": 5,
+             "pickers": {"stylegan_model": str(Path(models) / "synesthesia" / "stylegan" / "tiny_sg2")},
+             "out_dir": str(run / "out_video")},
             {"name": "check", "kind": "check", "python": me, "models_dir": models, "models": TINY_TEXT},
             {"name": "comfy_generate", "kind": "generate", "movie": movie, "comfyui_url": comfy_url, "scene_fps": 30,
              "offset": 4, "offset_end": 2, "out_dir": str(run / "out_comfy")},
@@ -612,3 +617,20 @@ def test_comfyui_backend_from_blender_submits_the_strip_window_and_lays_the_take
     c = case("comfy_check")
     assert c["ret"] == ["FINISHED"] and "ComfyUI fake at http://127.0.0.1:" in c["check_result"]
     assert "has the Synesthesia nodes" in c["check_result"] and "Synesthesia 0" not in c["check_result"]
+
+
+def test_model_pickers_become_loader_overrides():
+    """The preferences' model pickers -> loader inputs; a train-s2v folder fills the three sound models;
+    the advanced Loader overrides text wins; empty pickers leave the workflow's (embedded) models."""
+    import os
+
+    got = jobs.model_overrides({"vta_model": "/m/vta/", "clip_model": "", "sound_models": "/m/run"},
+                               "SynesthesiaVTALoader.model=other/")
+    assert got == {"SynesthesiaVTALoader.model": "other/",
+                   "SynesthesiaSoundModelsLoader.audio_encoder": os.path.join("/m/run", "audio_encoder"),
+                   "SynesthesiaSoundModelsLoader.inversion": os.path.join("/m/run", "inversion_encoder"),
+                   "SynesthesiaSoundModelsLoader.walker": os.path.join("/m/run", "walker")}
+    assert jobs.model_overrides({}, "") == {}
+    assert jobs.model_overrides({"stylegan_model": "/m/sg.pkl"}) == {"SynesthesiaStyleGANLoader.model": "/m/sg.pkl"}
+    with pytest.raises(ValueError, match="must be Loader.input=name"):
+        jobs.model_overrides({}, "nonsense")
