@@ -78,7 +78,8 @@ def foley_sampling(denoiser) -> dict:
     from .v2a.sampling import DEFAULT_GUIDANCE
 
     d = str(denoiser)
-    if d == FOLEY["denoiser"] or Path(d).resolve() == (Path(__file__).resolve().parent.parent / "weights" / FOLEY["denoiser"]):
+    if d == FOLEY["denoiser"] or (is_available(FOLEY["denoiser"])
+                                  and Path(d).resolve() == default_path(FOLEY["denoiser"]).resolve()):
         return {"scheduler": TOY_FOLEY_SCHEDULER, "guidance": TOY_FOLEY_GUIDANCE}
     return {"scheduler": "ddpm", "guidance": DEFAULT_GUIDANCE}
 

@@ -286,3 +286,12 @@ def test_shipped_models_pinned_outputs():
 
 
 PINNED = [0.008, 1.0145, -2.4382, 1.3765, -0.0515, 0.6033, 0.063, 1.5421]  # toy-vta eps, toy-mel-vae, audio encoder, toy-clip text
+
+
+def test_foley_sampling_defaults_per_denoiser(tmp_path):
+    """The embedded toy-vta is sampled with DPM-Solver++ at guidance 6; any other denoiser as VTA-LDM is."""
+    toy = {"scheduler": "dpm++", "guidance": 6.0}
+    assert defaults.foley_sampling("toy-vta") == toy
+    assert defaults.foley_sampling(defaults.default_path("toy-vta")) == toy
+    assert defaults.foley_sampling(str(defaults.default_path("toy-vta")) + "/") == toy
+    assert defaults.foley_sampling(tmp_path / "vta-ldm-clip4clip-v-large") == {"scheduler": "ddpm", "guidance": 3.0}
