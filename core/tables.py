@@ -170,10 +170,15 @@ def denoiser_init(work: Path, scheme: str) -> Path:
     from .v2a.train import PRESETS
 
     cfg = dataclasses.replace(PRESETS["toy"](), scheme=scheme, aligned_video=False, use_objects=scheme != "ZV")
-    path = work / "configs" / f"{scheme.replace('(', '').replace(')', '').replace('+', 'p')}.json"
-    if not path.is_file():
-        _save_json(path, {"config": config_to_dict(cfg)})
+    path = work / "configs" / f"{SCHEME_FILES[scheme]}.json"
+    want = {"config": config_to_dict(cfg)}
+    if not path.is_file() or json.loads(path.read_text()) != json.loads(json.dumps(want)):
+        _save_json(path, want)
     return path
+
+
+# one distinct file name per scheme (names made by dropping brackets collided: "ZV+O" and "Z(V+O)")
+SCHEME_FILES = {"ZV": "zv", "ZV+O": "zv_plus_o", "Z(V+O)": "z_of_v_plus_o", "ZO+V": "zo_plus_v"}
 
 
 def train_v2a_run(cfg: TablesConfig, row: str, seed: int, callback=None) -> Path:
@@ -194,6 +199,12 @@ def _train_v2a_run(cfg, row, seed, run, spec, callback):
 
     work = Path(cfg.work)
     state = run / "trainer_state.json"
+    made = run / "denoiser" / "config.json"
+    if made.is_file():  # a cached run must be this row's model, whatever made the folder
+        scheme = json.loads(made.read_text()).get("config", {}).get("scheme")
+        if scheme != spec["scheme"]:
+            raise InputError(f"{run} holds a {scheme} denoiser but row {row} needs {spec['scheme']}: delete {run} "
+                             "and its scores, then rerun")
     if state.is_file() and json.loads(state.read_text()).get("step", 0) >= cfg.steps and (run / "denoiser").is_dir():
         return run / "denoiser"
     csv = Path(cfg.data) / "clips.csv"

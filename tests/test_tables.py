@@ -90,3 +90,21 @@ def test_pictures_draw_spectrograms_and_contact_sheets(tmp_path):
     sheet = pictures.contact_sheet({"a": c.frames, "b": c.frames[:4]}, tmp_path / "c.png", per_row=4)
     assert Image.open(sheet).size == (4 * 64, 2 * 64)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.png", "s.png"]  # nothing else left behind
+
+
+def test_every_scheme_gets_its_own_config_and_a_wrong_cached_run_is_refused(tmp_path):
+    """"ZV+O" and "Z(V+O)" once shared a config file name, so one row silently trained the other's model."""
+    from synesthesia.core.serialization import config_from_dict
+    from synesthesia.core.v2a.vta_ldm import SCHEMES, DenoiserConfig
+
+    paths = {s: tables.denoiser_init(tmp_path, s) for s in SCHEMES}
+    assert len(set(paths.values())) == len(SCHEMES)
+    for s, p in paths.items():
+        assert config_from_dict(DenoiserConfig, json.loads(p.read_text())["config"]).scheme == s
+    run = tmp_path / "v2a" / "VpO-s0" / "denoiser"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"kind": "v2a-denoiser", "config": {"scheme": "Z(V+O)"}}))
+    cfg = tables.TablesConfig(work=str(tmp_path), out=str(tmp_path / "o"), data=str(tmp_path), clip="c", vae="v",
+                              vocoder="h", audio_encoder="a")
+    with pytest.raises(InputError, match=r"holds a Z\(V\+O\) denoiser but row V\+O needs ZV\+O"):
+        tables.train_v2a_run(cfg, "V+O", 0)
