@@ -350,7 +350,7 @@ class TableResult:
     def markdown(self) -> str:
         cols = COLUMNS[self.table]
         lines = [f"**{TITLES[self.table]}** — {self.clips} held-out clips, mean ± std over training seeds "
-                 f"{', '.join(map(str, self.seeds))}; {self.seconds / 60:.0f} min", "",
+                 f"{', '.join(map(str, self.seeds))}; this call {self.seconds / 60:.0f} min (cached runs not counted)", "",
                  "| row | " + " | ".join(c[1] for c in cols) + " |", "|---|" + "---|" * len(cols)]
         for row, r in self.rows.items():
             cells = []

@@ -48,7 +48,7 @@ def test_table_rows_summarise_over_seeds_and_print():
                                                                                  "fd": 0.0, "kl": 0.0}})},
                              clips=27, seeds=(0, 1), seconds=120)
     md = res.markdown()
-    assert "27 held-out clips, mean ± std over training seeds 0, 1; 2 min" in md
+    assert "27 held-out clips, mean ± std over training seeds 0, 1; this call 2 min (cached runs not counted)" in md
     assert "| V (Z @ V (no O)) | 0.300 ± 0.141 | 0.600 ± 0.141 | 2.000 ± 1.414 | 2.000 |" in md
     assert "| true audio (the ceiling) | 0.290 | 1.000 | 0.000 | 0.000 |" in md
 
