@@ -252,7 +252,6 @@ RECIPES: tuple[Stage, ...] = (
         seed=0, wall_s=941, machine=_BUSY_CPU, needs=("toyscape-train",), shipped="toy-clip",
         note="ViT 3x128 (patch 8) + text 2x128, 64 px, contrastive on frames and class captions",
     ),
-    # Placeholder stages: F and G fold their exact commands, seeds and wall times in here.
     Stage(
         "toy-mel-vae", "{out}/toy-mel-vae",
         steps=(("train-vae", "{work}/toyscape-train-64", "-o", "{work}/runs/toy-mel-vae", "--steps", "900", "--batch-size",

@@ -261,14 +261,12 @@ def score_v2a_run(cfg: TablesConfig, row: str, denoiser: Path, scorer: AudioScor
 def score_true_audio(cfg: TablesConfig, scorer: AudioScorer) -> dict:
     from .v2a.metrics import av_align_arrays
 
-    av, emb, labels = [], [], []
+    av, ok = [], []
     for label, c in held_out(cfg.clips_per_class, cfg.duration):
         av.append(av_align_arrays(c.frames, c.fps, c.audio, c.sample_rate).score)
-        emb.append(scorer.embed(c.audio, c.sample_rate))
-        labels.append(label)
-    cols = audio_columns(scorer, emb, emb, labels)
-    return {"av_align": sum(av) / len(av), "class_accuracy": cols["class_accuracy"], "fd": 0.0, "kl": 0.0,
-            "clips": len(av)}
+        ok.append(int(scorer.logits(scorer.embed(c.audio, c.sample_rate)).argmax()) == scorer.names.index(label))
+    # FD and KL of the true audio against itself are 0 by definition
+    return {"av_align": sum(av) / len(av), "class_accuracy": sum(ok) / len(ok), "fd": 0.0, "kl": 0.0, "clips": len(av)}
 
 
 # ------------------------------------------------------------------------------------------

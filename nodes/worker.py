@@ -42,7 +42,6 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, TextIO
 
 from ..core.errors import Cancelled, InputError, SynesthesiaError
-from ..core.defaults import TOY_FOLEY_GUIDANCE
 
 log = logging.getLogger(__name__)
 
@@ -336,7 +335,7 @@ def _foley_played(job, video: Path, out: Path, wf_path: Path, prompt: dict, mode
     # 4. generate: frames already at the model's rate, the sound as long as the span
     pipe = VideoToAudioPipeline(m["vta"], m["clip"], m["mel_vae"], m["vocoder"], m.get("grounder"))
     res = pipe(pictures, rate, prompt=text or None, negative_prompt=str(setting("negative_prompt", "")) or None,
-               duration=duration, steps=int(setting("steps", 25)), guidance=float(setting("guidance", TOY_FOLEY_GUIDANCE)),
+               duration=duration, steps=int(setting("steps", 25)), guidance=float(setting("guidance", 3.0)),
                seed=int(setting("seed", 0)), scheduler=str(setting("scheduler", "dpm++")), callback=callback)
     with tempfile.TemporaryDirectory(prefix="synesthesia-job-", dir=_tmp_parent(job)) as tmp:
         media.write_audio(Path(tmp) / f"sound{out.suffix}", res.waveform, res.sample_rate)

@@ -49,8 +49,11 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the toyscape clips (held-out seeds) and of generation")
     p.add_argument("--duration", type=float, default=3.0, help="seconds of material (your files are cut to this)")
     p.add_argument("--steps", type=int, default=12, help="Foley denoising steps")
-    p.add_argument("--scheduler", default="dpm++", help="Foley sampler: dpm++, ddim or ddpm")
-    p.add_argument("--guidance", type=float, default=6.0, help="Foley classifier-free guidance (6 suits toy-vta)")
+    from ..defaults import TOY_FOLEY_GUIDANCE, TOY_FOLEY_SCHEDULER
+
+    p.add_argument("--scheduler", default=TOY_FOLEY_SCHEDULER, help="Foley sampler: dpm++, ddim or ddpm")
+    p.add_argument("--guidance", type=float, default=TOY_FOLEY_GUIDANCE,
+                   help=f"Foley classifier-free guidance (toy-vta's: {TOY_FOLEY_GUIDANCE:g})")
     p.add_argument("--fps", type=float, default=8.0, help="frame rate of the generated video (toy-s2v's walker is trained at 8)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.set_defaults(func=cmd_demo)

@@ -42,8 +42,11 @@ def _v2a_args(e) -> None:
     e.add_argument("--audio-encoder", type=Path, default=None,
                    help="foley: audio encoder in the CLIP's space (toy-s2v/audio_encoder); else a mel-centroid stand-in")
     e.add_argument("--steps", type=int, default=25, help="foley: denoising steps")
-    e.add_argument("--scheduler", default="dpm++", help="foley: scheduler")
-    e.add_argument("--guidance", type=float, default=6.0, help="foley: classifier-free guidance (the toy's default, 6)")
+    from ..defaults import TOY_FOLEY_GUIDANCE, TOY_FOLEY_SCHEDULER
+
+    e.add_argument("--scheduler", default=TOY_FOLEY_SCHEDULER, help="foley: scheduler")
+    e.add_argument("--guidance", type=float, default=TOY_FOLEY_GUIDANCE,
+                   help=f"foley: classifier-free guidance (toy-vta's default, {TOY_FOLEY_GUIDANCE:g})")
     e.add_argument("--prompt", default=None, choices=("label",), help="foley: give each clip its class name as the prompt")
 
 

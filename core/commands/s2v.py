@@ -190,11 +190,9 @@ def train_config(preset, config_path, config_from_json, **overrides):
     if config_path is not None:
         if not config_path.is_file():
             raise FileNotFoundError(f"config {config_path} does not exist")
-        try:
-            data = json.loads(config_path.read_text())
-        except json.JSONDecodeError as e:
-            raise InputError(f"{config_path} is not valid JSON ({e})") from None
-        cfg = config_from_json(data, base=cfg)
+        from ..configcheck import read_json
+
+        cfg = config_from_json(read_json(config_path, "training config"), base=cfg)
     over = {k: v for k, v in overrides.items() if v is not None}
     if over:
         import dataclasses

@@ -64,6 +64,7 @@ PRESETS = {"toy": _toy_denoiser}  # fresh-denoiser configs for ``TrainV2AConfig.
 
 def initial_denoiser(init: str, seed: int):
     """A freshly initialised denoiser (seeded) from a preset name or a JSON of DenoiserConfig fields."""
+    from ..configcheck import read_json
     from ..serialization import config_from_dict
     from .vta_ldm import VTALDM, DenoiserConfig
 
@@ -73,11 +74,8 @@ def initial_denoiser(init: str, seed: int):
         path = Path(init)
         if not path.is_file():
             raise InputError(f"--init {init!r} is neither a preset ({', '.join(PRESETS)}) nor a config JSON file")
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise InputError(f"{path} is not valid JSON ({e}): write DenoiserConfig fields as a JSON object") from None
-        config = config_from_dict(DenoiserConfig, data.get("config", data))
+        data = read_json(path, "denoiser config")
+        config = config_from_dict(DenoiserConfig, data.get("config", data) if isinstance(data, dict) else data, str(path))
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         return VTALDM(config)

@@ -172,6 +172,15 @@ def time_align(x: torch.Tensor, rows: int) -> torch.Tensor:
     return F.interpolate(x.transpose(1, 2), size=rows, mode="linear", align_corners=False).transpose(1, 2)
 
 
+def _along_latent_time(x: torch.Tensor, n_tokens: int, latent_hw) -> torch.Tensor:
+    """Per-frame features (B, F, D) placed on the ``n_tokens`` tokens of a UNet level: time-aligned to its
+    rows, the same on every column (token = row * width + col) -> (B, n_tokens, D)."""
+    if latent_hw is None:
+        raise InputError("time-aligned conditions need latent_hw: call the UNet through VTALDM.denoise")
+    h, w = _grid_at(n_tokens, latent_hw)
+    return time_align(x, h).repeat_interleave(w, dim=1)
+
+
 def _grid_at(n_tokens: int, latent_hw: tuple[int, int]) -> tuple[int, int]:
     """(height, width) of a UNet level with ``n_tokens`` tokens; diffusers halves with ceil."""
     h, w = int(latent_hw[0]), int(latent_hw[1])
@@ -223,16 +232,11 @@ class ObjectAttnProcessor:
         value = attn.to_v(encoder_hidden_states)  # (B, Fv, inner)
         aligned = None
         if is_cross and self.to_v_aligned is not None:
-            if latent_hw is None:
-                raise InputError("a denoiser with aligned_video needs latent_hw: call the UNet through VTALDM.denoise")
-            h, w = _grid_at(n_query, latent_hw)
-            aligned = time_align(self.to_v_aligned(encoder_hidden_states.to(value.dtype)), h).repeat_interleave(w, dim=1)
+            aligned = _along_latent_time(self.to_v_aligned(encoder_hidden_states.to(value.dtype)), n_query, latent_hw)
 
         use_obj = is_cross and objects is not None and self.to_o is not None and self.scheme != "ZV"
         added = None
         if use_obj:
-            if latent_hw is None:
-                raise InputError("objects given without latent_hw: call the UNet through VTALDM.denoise")
             obj = self.to_o(objects.to(value.dtype))  # (B, Fo, inner)
             if self.scheme == "ZV+O":
                 added = obj
@@ -242,8 +246,7 @@ class ObjectAttnProcessor:
                 added = value
                 value = time_align(obj, value.shape[1])
             if added is not None:
-                h, w = _grid_at(n_query, latent_hw)
-                added = time_align(added, h).repeat_interleave(w, dim=1)  # (B, h*w, inner), token = row*w + col
+                added = _along_latent_time(added, n_query, latent_hw)  # (B, h*w, inner)
 
         inner_dim = key.shape[-1]
         head_dim = inner_dim // attn.heads
