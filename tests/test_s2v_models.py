@@ -193,6 +193,58 @@ def test_walker_smoothing_blends_with_previous_latent():
     assert torch.allclose(w1s, 0.4 * w1 + 0.6 * w0, atol=1e-6)
 
 
+def test_onset_features_describe_the_next_frames_span():
+    """Row t drives frame t + 1 (eq. 4): its onset features cover 0.5/fps .. 1.5/fps after its centre."""
+    hop = 0.01  # 10 ms mel frames; segments of 41 centred on index 20
+    seg = torch.zeros(4, 8, 41)
+    seg[0, :, 27:] = 0.6  # a rise 70 ms after the centre: inside frame t+1's span at 10 fps (50..150 ms)
+    seg[1, :, 22:] = 0.6  # 20 ms after: still in frame t's own span -> no flux, but the level is seen
+    seg[2, :, 36:] = 0.6  # 160 ms after: past the span -> nothing
+    seg[3, :, 27:] = 0.3  # half the rise -> half the flux and level
+    f = wk.onset_features(seg, fps=10.0, hop_seconds=hop)
+    assert f.shape == (4, wk.ONSET_DIM)
+    assert torch.allclose(f[0], torch.tensor([0.6, 0.6 / 10, 0.6 * 8 / 10]))  # max, mean over 10 frames, level
+    assert f[1, 0] == 0 and f[1, 1] == 0 and torch.isclose(f[1, 2], torch.tensor(0.6))
+    assert torch.equal(f[2], torch.zeros(3))
+    assert torch.allclose(f[3], f[0] / 2)
+    # a slow frame rate whose span passes the segment's end is cut there (at least one frame)
+    assert torch.isfinite(wk.onset_features(seg, fps=0.5, hop_seconds=hop)).all()
+    with pytest.raises(InputError, match="fps"):
+        wk.onset_features(seg, fps=0.0, hop_seconds=hop)
+
+
+def test_walker_onset_input(tmp_path):
+    """``onsets``: three more inputs per step; they move the walk; configs saved without the field load as off."""
+    cfg = dataclasses.replace(TINY_WALK, onsets=True)
+    assert cfg.input_dim == TINY_WALK.audio_dim + wk.ONSET_DIM and TINY_WALK.input_dim == TINY_WALK.audio_dim
+    m = _randomise(wk.LatentWalker(cfg))
+    w0 = torch.randn(1, 6, 8)
+    x = torch.randn(1, 5, cfg.input_dim)
+    lat, _ = m(x, m.init_state(w0))
+    y = x.clone()
+    y[..., TINY_WALK.audio_dim:] += 1.0  # the same codes, other onsets
+    lat2, _ = m(y, m.init_state(w0))
+    assert torch.equal(lat[:, 0], lat2[:, 0]) and not torch.allclose(lat[:, 1:], lat2[:, 1:])  # frame 0 = w0
+    with pytest.raises(InputError, match=str(cfg.input_dim)):
+        m(x[..., :TINY_WALK.audio_dim], m.init_state(w0))
+    with pytest.raises(InputError, match="audio codes"):
+        wk.LatentWalker(dataclasses.replace(cfg, audio_dim=0))
+    # sound_input: codes only for a walker without onsets, codes + features for one with them
+    codes, segs = torch.randn(2, 3, 5), torch.rand(2, 3, 8, 41)
+    assert torch.equal(wk.sound_input(TINY_WALK, codes, segs, 10.0, 0.01), codes)
+    both = wk.sound_input(cfg, codes, segs, 10.0, 0.01)
+    assert torch.equal(both[..., :5], codes) and torch.equal(both[..., 5:], wk.onset_features(segs, 10.0, 0.01))
+    # a walker folder written before the field existed loads with onsets off
+    import json
+
+    old = wk.LatentWalker(TINY_WALK)
+    folder = wk.save_walker(old, tmp_path / "walker")
+    conf = json.loads((folder / "config.json").read_text())
+    conf["config"].pop("onsets") if "config" in conf else conf.pop("onsets")
+    (folder / "config.json").write_text(json.dumps(conf))
+    assert wk.load_walker(folder).config.onsets is False
+
+
 @pytest.mark.parametrize("hidden_fc", [False, True])
 def test_seed_walker_key_map(hidden_fc, tmp_path):
     cfg = dataclasses.replace(wk.SEED, n_latent=16, w_dim=4, hidden_size=6, num_layers=2, hidden_fc=hidden_fc)

@@ -174,3 +174,52 @@ def test_seed_like_configuration_runs_without_audio_codes(assets, tmp_path):
 
     w = load_walker(out / "walker")
     assert w.config.audio_dim == 0 and w.config.smoothing == 0.4 and w.ranges == [(0, 2), (2, 3), (3, 6)]
+
+
+def test_training_and_animate_feed_the_walker_the_same_onsets(tmp_path):
+    """With ``walker.onsets``, the features a training step feeds the walker are the ones animate
+    feeds it for the same sound (same frames, same span after each centre); a click train makes a
+    wrong hop or frame rate show as different rows."""
+    import dataclasses
+
+    import tiny_s2v as T
+
+    from synesthesia.core import media
+    from synesthesia.core.s2v import audio_encoder as ae
+    from synesthesia.core.s2v import pipeline as P
+    from synesthesia.core.s2v import walker as wk
+
+    sr, fps, n = 8000, 8.0, 12
+    wave = torch.zeros(1, int(1.5 * sr))
+    for t in (0.40, 0.95, 1.2):  # clicks: loud bursts of noise 30 ms long
+        i = int(t * sr)
+        wave[0, i:i + 240] = 0.8 * torch.randn(240, generator=torch.Generator().manual_seed(i))
+    frames = torch.full((12, 32, 32, 3), 90, dtype=torch.uint8)
+    (tmp_path / "data" / "click").mkdir(parents=True)
+    media.write_video(tmp_path / "data" / "click" / "c.mp4", frames, fps=8, audio=wave, sample_rate=sr)
+    # segments of 64 mel frames (0.51 s): half of one covers the next frame's whole span at 8 fps
+    cfg = tr.config_from_json({**TINY, "clip_frames": n, "fps": fps, "walker": {**TINY["walker"], "onsets": True},
+                               "audio_encoder": {**TINY["audio_encoder"], "segment_frames": 64}})
+    assert cfg.walker.onsets and T.AUDIO.hop_length == cfg.audio_encoder.hop_length  # same front end
+    _, _, segs, _ = tr.ClipDataset(tmp_path / "data", cfg)[0]  # a 1.5 s clip of 12 frames at 8 fps: starts at 0
+    train_on = wk.onset_features(segs, cfg.fps, cfg.audio_encoder.hop_length / cfg.audio_encoder.sample_rate)
+
+    gen, inv, walk, _ = T.tiny_models(walker=dataclasses.replace(T.WALKER, onsets=True))
+    aud = T.randomise(ae.AudioEncoder(dataclasses.replace(T.AUDIO, segment_frames=64)))
+    pipe = P.SoundToVideoPipeline(gen, inv, walk, aud)
+    seen = []
+    real_forward = walk.forward
+    walk.forward = lambda audio, state, n_frames=None: (seen.append(audio), real_forward(audio, state, n_frames))[1]
+    audio, _ = media.read_audio(tmp_path / "data" / "click" / "c.mp4", sample_rate=sr, mono=True)
+    w_hat, _ = pipe.invert(audio, sr, seed=0)
+    pipe.walk(audio, sr, w_hat, fps=fps)
+    animate_on = torch.cat(seen, dim=1)[0, :, T.WALKER.audio_dim:]
+    assert animate_on.shape == train_on.shape == (n, wk.ONSET_DIM)
+    # the clicks (in frames 3, 7 and 9) are seen by the rows that make those frames, and only by them
+    assert (train_on[:, 0] > 0.2).nonzero()[:, 0].tolist() == [2, 6, 8]
+    assert (animate_on[:, 0] > 0.2).nonzero()[:, 0].tolist() == [2, 6, 8]
+    # equal up to STFT framing: training pads 0.114 s of context before the clip, 14.25 hops, so its
+    # mel frames sit a quarter hop off animate's: a click's largest one-frame rise differs by up to
+    # ~15 %, the means over the span by < 0.01
+    assert torch.allclose(animate_on[:, 1:], train_on[:, 1:], atol=0.01)
+    assert torch.allclose(animate_on[:, 0], train_on[:, 0], rtol=0.2, atol=1e-3)

@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from ..errors import InputError, ModelNotFoundError
 from ..progress import Progress, ProgressCallback
 from .audio_encoder import AudioEncoder, MelFrontEnd, segment_mel
+from .walker import sound_input
 
 log = logging.getLogger(__name__)
 
@@ -352,6 +353,8 @@ class SoundToVideoPipeline:
                 if enc_mel is not None:
                     seg = segment_mel(enc_mel, centres[f0:f1], self.audio_encoder.config.segment_frames).to(self.device)
                     codes = self.audio_encoder(seg)[None]  # (1, b, D)
+                    codes = sound_input(self.walker.config, codes, seg[None], fps,
+                                        front.hop_length / front_sr(front))  # + onset features, if taken
                     if mute:
                         codes = torch.zeros_like(codes)
                 lat, state = self.walker(codes, state, n_frames=f1 - f0)

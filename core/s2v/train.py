@@ -127,8 +127,11 @@ TOY = TrainConfig(
     video_disc=disc.VideoDiscriminatorConfig(ndf=8, n_layers=3, dropout=0.0))
 # The shipped toy-s2v's second stage: the same, on whole 4 s clips (32 frames at 8 fps: the length
 # animate and the evaluation walk, so the walk does not drift past what it was trained on), 600
-# steps, the audio encoder continued from the first stage (``--audio-encoder``).
-TOY32 = dataclasses.replace(TOY, steps=600, clip_frames=32, checkpoint_every=100)
+# steps, the audio encoder continued from the first stage (``--audio-encoder``), and the walker fed
+# onset features beside the codes (not in the paper: ``WalkerConfig.onsets``; without them the
+# walk's motion followed the sound's onsets barely more than a shuffled sound's).
+TOY32 = dataclasses.replace(TOY, steps=600, clip_frames=32, checkpoint_every=100,
+                            walker=dataclasses.replace(TOY.walker, onsets=True))
 PRESETS = {"paper": PAPER, "seed": SEED, "light": LIGHT, "toy": TOY, "toy32": TOY32}
 
 _NESTED = {"audio_encoder": ae.AudioEncoderConfig, "inversion": inv.InversionEncoderConfig,
@@ -440,7 +443,11 @@ def train(data, output, generator_path, clip_path, config: TrainConfig = LIGHT, 
                 w = G.mapping(z, truncation=cfg.truncation).float()[:, None].expand(-1, G.n_latent, -1)
             w_hat = inversion(x_inv) + w  # eq. 1
             state = acc.unwrap_model(walker).init_state(w_hat)
-            lat, _ = walker(codes.detach() if cfg.walker.audio_dim else None, state, n_frames=T)  # (B, T, n, d)
+            sound = None
+            if cfg.walker.audio_dim:  # a_{t-1} (and its onset features when the walker takes them)
+                sound = wk.sound_input(cfg.walker, codes.detach(), segs, cfg.fps,
+                                       cfg.audio_encoder.hop_length / cfg.audio_encoder.sample_rate)
+            lat, _ = walker(sound, state, n_frames=T)  # (B, T, n, d)
             fake = G.synthesis(lat.flatten(0, 1), noise_mode="const").float()
             if fake.shape[-1] != cfg.image_size:
                 fake = F.interpolate(fake, size=(cfg.image_size, cfg.image_size), mode="bilinear",

@@ -11,6 +11,12 @@ sound is rendered in):
 with an optional latent smoothing ŵ_t ← β ŵ_t + (1 − β) ŵ_{t-1} (the seed code's β = 0.4;
 the paper has none, β = 1).
 
+Not in the paper, off by default (``onsets``): three numbers per step from the sound's mel —
+the largest and the mean positive spectral flux and the mean level over the time span of the
+frame being made (:func:`onset_features`) — fed beside the audio code. The code of a segment is
+trained to carry *what* is heard (CLIP semantics of half a second of sound); these carry *when*,
+so that the walk can move the picture on the sound's onsets (the embedded ``toy-s2v`` uses it).
+
 Defaults follow the paper: groups 0-2 / 3-5 / 6-15 of a 16-vector W+, single-layer GRUs, audio
 fed at every step. The seed code's walker is the configuration :data:`SEED`: groups 0-3 / 4-7 /
 8-15, 5-layer bidirectional GRUs of width 512, no audio input (its audio only enters through the
@@ -48,6 +54,12 @@ class WalkerConfig:
     smoothing: float = 1.0  # β of ŵ_t ← β ŵ_t + (1-β) ŵ_{t-1}; 1 = none (paper), seed 0.4
     hidden_fc: bool = False  # seed generation script: a linear map over the flattened hidden state
     residual_scale: float = 1.0  # scale of FC(h_t) added to ŵ_{t-1} (eq. 5)
+    onsets: bool = False  # not in the paper: also feed ONSET_DIM onset features per step (onset_features)
+
+    @property
+    def input_dim(self) -> int:
+        """Size of the per-frame sound input: the audio code, then the onset features."""
+        return self.audio_dim + (ONSET_DIM if self.onsets else 0)
 
     def group_ranges(self, n_latent: Optional[int] = None) -> list:
         """Half-open (start, stop) index ranges of the coarse, mid and fine groups."""
@@ -60,6 +72,7 @@ class WalkerConfig:
         return [(0, a), (a, b), (b, n)]
 
 
+ONSET_DIM = 3  # max and mean positive spectral flux, mean level, over the next frame's span
 DEFAULT = WalkerConfig()
 SEED = WalkerConfig(audio_dim=0, split=(4, 8), cell="gru", hidden_size=512, num_layers=5, bidirectional=True,
                     smoothing=0.4)
@@ -70,7 +83,7 @@ class WalkState:
     """Everything needed to continue a walk: the last latent, its audio code, hidden states."""
 
     w: torch.Tensor  # (B, n_latent, w_dim) latent of the last emitted frame
-    audio: Optional[torch.Tensor]  # (B, audio_dim) audio code of the last emitted frame's segment
+    audio: Optional[torch.Tensor]  # (B, input_dim) sound input of the last emitted frame's segment
     hidden: list  # per group: h (L*dirs, B, H) or (h, c) for LSTM
     started: bool = False  # True once the start latent has been emitted as a frame
 
@@ -90,7 +103,7 @@ class LatentRNN(nn.Module):
         cls = {"gru": nn.GRU, "lstm": nn.LSTM}.get(cfg.cell)
         if cls is None:
             raise InputError(f"unknown walker cell {cfg.cell!r}: use 'gru' or 'lstm'")
-        self.rnn = cls(self.latent_size + cfg.audio_dim, cfg.hidden_size, cfg.num_layers, batch_first=True,
+        self.rnn = cls(self.latent_size + cfg.input_dim, cfg.hidden_size, cfg.num_layers, batch_first=True,
                        bidirectional=cfg.bidirectional)
         self.fc = nn.Linear(cfg.hidden_size * self.dirs, self.latent_size)
         nh = cfg.num_layers * self.dirs * cfg.hidden_size
@@ -101,7 +114,7 @@ class LatentRNN(nn.Module):
         return (h, h.clone()) if self.cfg.cell == "lstm" else h
 
     def forward(self, w: torch.Tensor, audio: Optional[torch.Tensor], hidden):
-        """w (B, latent_size), audio (B, audio_dim) or None, hidden -> (w_next (B, latent_size), hidden)."""
+        """w (B, latent_size), audio (B, input_dim) or None, hidden -> (w_next (B, latent_size), hidden)."""
         x = w if audio is None else torch.cat([w, audio], dim=-1)
         if self.audio_noise_fc is not None:  # seed: h = fc(h.view(-1, L*dirs*H)).view(L*dirs, -1, H)
             h = hidden[0] if isinstance(hidden, tuple) else hidden  # (L*dirs, B, H)
@@ -117,6 +130,8 @@ class LatentWalker(nn.Module):
 
     def __init__(self, config: WalkerConfig = DEFAULT):
         super().__init__()
+        if config.onsets and not config.audio_dim:
+            raise InputError("a walker with onset features needs audio codes too (audio_dim > 0)")
         self.config = config
         self.ranges = config.group_ranges()
         self.blocks = nn.ModuleList([LatentRNN(b - a, config) for a, b in self.ranges])
@@ -133,13 +148,13 @@ class LatentWalker(nn.Module):
             raise InputError(f"walker expects W+ latents (B, {c.n_latent}, {c.w_dim}), got {tuple(w.shape)}")
 
     def step(self, w: torch.Tensor, audio: Optional[torch.Tensor], hidden: list):
-        """One frame: ŵ_{t-1} (B, n_latent, w_dim), a_{t-1} (B, audio_dim) -> ŵ_t, hidden_t."""
-        if self.config.audio_dim and audio is None:
+        """One frame: ŵ_{t-1} (B, n_latent, w_dim), a_{t-1} (B, input_dim) -> ŵ_t, hidden_t."""
+        if self.config.input_dim and audio is None:
             raise InputError("this walker was trained with audio codes: pass the audio embedding of each segment")
         B = w.shape[0]
         outs, new_hidden = [], []
         for (a, b), blk, h in zip(self.ranges, self.blocks, hidden):
-            g, h = blk(w[:, a:b].reshape(B, -1), audio if self.config.audio_dim else None, h)
+            g, h = blk(w[:, a:b].reshape(B, -1), audio if self.config.input_dim else None, h)
             outs.append(g.view(B, b - a, -1))
             new_hidden.append(h)
         w_next = torch.cat(outs, dim=1)
@@ -151,15 +166,16 @@ class LatentWalker(nn.Module):
     def forward(self, audio: Optional[torch.Tensor], state: WalkState, n_frames: Optional[int] = None):
         """Emit the latents of the next frames.
 
-        ``audio`` (B, T, audio_dim) holds the codes of the segments of these T frames (or None for a
-        walker without audio input, then give ``n_frames``). With a fresh state (from
+        ``audio`` (B, T, input_dim) holds the codes of the segments of these T frames, each followed by
+        its :func:`onset_features` when the walker takes them (or None for a walker without audio
+        input, then give ``n_frames``). With a fresh state (from
         :meth:`init_state`, no audio yet) the first frame is the start latent itself; every later
         frame t is ``step(ŵ_{t-1}, a_{t-1})``. Returns (latents (B, T, n_latent, w_dim), state); feeding
         the state back in continues the walk exactly, so long sounds can be walked in chunks.
         """
         T = audio.shape[1] if audio is not None else int(n_frames or 0)
-        if audio is not None and (audio.dim() != 3 or audio.shape[-1] != self.config.audio_dim):
-            raise InputError(f"walker expects audio codes (B, T, {self.config.audio_dim}), got {tuple(audio.shape)}")
+        if audio is not None and (audio.dim() != 3 or audio.shape[-1] != self.config.input_dim):
+            raise InputError(f"walker expects audio codes (B, T, {self.config.input_dim}), got {tuple(audio.shape)}")
         w, prev_a, hidden, started = state.w, state.audio, state.hidden, state.started
         out = []
         for t in range(T):
@@ -170,6 +186,40 @@ class LatentWalker(nn.Module):
             prev_a = audio[:, t] if audio is not None else None
         latents = torch.stack(out, dim=1) if out else w[:, None][:, :0]
         return latents, WalkState(w, prev_a, hidden, started)
+
+
+def onset_features(segments: torch.Tensor, fps: float, hop_seconds: float) -> torch.Tensor:
+    """Per-frame onset features (not in the paper; :attr:`WalkerConfig.onsets`).
+
+    ``segments`` (..., n_mels, L): the audio encoder's normalised log-mel segments in [0, 1], each
+    centred on its frame's time (the walker's input rows); ``hop_seconds`` = one mel frame. Row t
+    drives the step that makes frame t + 1 (eq. 4), so its features describe the span of frame
+    t + 1: mel frames from ``0.5 / fps`` to ``1.5 / fps`` after the centre (at least one, cut at
+    the segment's end). Returns (..., 3): the largest and the mean positive spectral flux (mean
+    over mel bands of the frame-to-frame rise) and the mean level in that span. The same
+    function serves training and inference, so their inputs cannot drift apart.
+    """
+    if fps <= 0 or hop_seconds <= 0:
+        raise InputError(f"onset features need fps > 0 and a mel hop > 0, got fps {fps}, hop {hop_seconds} s")
+    L = segments.shape[-1]
+    c = L // 2
+    a = c + max(1, int(round(0.5 / fps / hop_seconds)))
+    b = c + max(1, int(round(1.5 / fps / hop_seconds)))
+    a = min(a, L - 1)
+    b = min(max(b, a + 1), L)
+    flux = (segments[..., 1:] - segments[..., :-1]).clamp_min(0).mean(dim=-2)  # (..., L-1); flux[i]: rise into frame i+1
+    span = flux[..., a - 1:b - 1]
+    level = segments[..., a:b].mean(dim=(-2, -1))
+    return torch.stack([span.amax(dim=-1), span.mean(dim=-1), level], dim=-1)
+
+
+def sound_input(config: WalkerConfig, codes: torch.Tensor, segments: torch.Tensor, fps: float,
+                hop_seconds: float) -> torch.Tensor:
+    """The walker's per-frame input: ``codes`` (..., audio_dim), followed by the
+    :func:`onset_features` of ``segments`` (..., n_mels, L) when the walker takes them."""
+    if not config.onsets:
+        return codes
+    return torch.cat([codes, onset_features(segments, fps, hop_seconds).to(codes)], dim=-1)
 
 
 # ----------------------------------------------------------------------------------------------
