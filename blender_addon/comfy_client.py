@@ -14,10 +14,12 @@ do not care which backend runs a job. Per job, on a thread:
 4. fetch the result (``GET /history/<id>``, then ``GET /view``) into a new take file;
 5. Esc: ``POST /interrupt`` (and the job is dropped from the queue).
 
-A server runs Load Video on a file window, so the picture as played can be sent only when the
-strip plays its file straight (a run of consecutive frames at the file's own rate); other timings
-(a Speed effect, a movie whose rate differs from the scene's) are refused, naming the local
-worker, which handles them. No ``bpy`` import here.
+The picture as played reaches the server as in the local worker: a strip that plays its file
+straight (a run of consecutive frames at the file's own rate) is sent as a window of the file
+(``start``/``duration``); any other timing (a Speed effect, retiming, reversal, strobe, a movie
+whose rate differs from the scene's) as the list of file frames shown at each timeline frame
+(VTA Diffuse's and Ground Objects' ``played_frames``, runs compressed as ``a-b``) with the
+scene's rate. No ``bpy`` import here.
 """
 
 from __future__ import annotations
@@ -164,15 +166,34 @@ class WebSocket:
 
 
 # ------------------------------------------------------------------------------- the client
-def plain_window(job: Mapping[str, Any]) -> tuple[float, float]:
-    """``(start, duration)`` seconds of the file for a job whose picture is its file played straight, else raise."""
+def plain_window(job: Mapping[str, Any]) -> Optional[tuple[float, float]]:
+    """``(start, duration)`` seconds of the file for a job whose picture is its file played straight, else None."""
     frames, fps, src = list(job.get("frames") or []), float(job["fps"]), float(job.get("source_fps") or 0)
     straight = frames == list(range(frames[0], frames[0] + len(frames))) if frames else False
     if not straight or abs(src - fps) > 1e-3 * fps:
-        why = "a Speed effect, reversal or strobe" if not straight else f"its movie runs at {src:g} fps in a {fps:g} fps scene"
-        raise WorkerError(f"the ComfyUI backend runs Load Video on a file window, and this strip's picture is retimed "
-                          f"({why}): clear the ComfyUI URL in the preferences to use the local worker, which times it")
+        return None
     return frames[0] / src, len(frames) / fps
+
+
+PLAYED_NODES = ("SynesthesiaVTADiffuse", "SynesthesiaGroundObjects")  # the nodes that take ``played_frames``
+
+
+def uses_played_frames(prompt: Mapping[str, Any]) -> bool:
+    return any(n["class_type"] in PLAYED_NODES and n["inputs"].get("played_frames") for n in prompt.values())
+
+
+def format_played_frames(frames) -> str:
+    """``[3, 5, 7, 8, 9, 10]`` -> ``"3,5,7-10"`` (what ``core.hostutil.parse_played_frames`` reads)."""
+    parts, i, frames = [], 0, [int(f) for f in frames]
+    while i < len(frames):
+        j = i
+        while j + 1 < len(frames) and frames[j + 1] == frames[j] + 1:
+            j += 1
+        parts.append(str(frames[i]) if j - i < 2 else f"{frames[i]}-{frames[j]}")
+        if 0 < j - i < 2:
+            parts.extend(str(f) for f in frames[i + 1:j + 1])
+        i = j + 1
+    return ",".join(parts)
 
 
 def load_api_workflow(job: Mapping[str, Any], kind: str) -> dict:
@@ -218,7 +239,17 @@ def prepare_prompt(job: Mapping[str, Any], uploaded: str) -> tuple[dict, str]:
                 node["inputs"][inp] = name
     values = dict(job)
     if kind == "foley":
-        values["start"], values["duration"] = plain_window(job)
+        window = plain_window(job)
+        if window is not None:
+            values["start"], values["duration"] = window
+        else:  # the picture as played: the file frame at each timeline frame, at the scene's rate
+            played = {"played_frames": format_played_frames(job["frames"]), "fps": float(job["fps"]), "start": 0.0,
+                      "duration": float(job["duration"])}
+            for node in prompt.values():
+                if node["class_type"] in PLAYED_NODES:
+                    node["inputs"].update(played)
+            values.pop("start", None)
+            values.pop("duration", None)
         prompt[loads[0]]["inputs"]["file"] = uploaded
         table = FOLEY_INPUTS
     else:
@@ -333,7 +364,14 @@ class ComfyClient:
         out = Path(str(job["out"]))
         if out.exists():
             raise WorkerError(f"{out} exists and a take never replaces another")
-        prompt, save_id = prepare_prompt(job, "")  # refuses (e.g. a retimed strip) before uploading
+        prompt, save_id = prepare_prompt(job, "")  # refuses (e.g. a bad workflow) before uploading
+        if uses_played_frames(prompt):  # a pack from before played_frames would ignore it: the timing would be lost
+            info = (self._get("/object_info/SynesthesiaVTADiffuse") or {}).get("SynesthesiaVTADiffuse") or {}
+            inputs = {k for part in (info.get("input") or {}).values() if isinstance(part, dict) for k in part}
+            if "played_frames" not in inputs:
+                raise WorkerError("this strip's picture is retimed, and the Synesthesia pack on the ComfyUI server is "
+                                  "too old to take it (VTA Diffuse has no played_frames): update the pack there, or "
+                                  "clear the ComfyUI URL in the preferences to use the local worker")
         load_cls = "LoadVideo" if job.get("op") == "foley" else "SynesthesiaLoadAudio"
         uploaded = self.upload(str(src))
         for node in prompt.values():

@@ -25,14 +25,15 @@ def scene_rate(fps: int, fps_base: float) -> float:
 
 
 def snapshot_movie(strip: Any, fps: int, fps_base: float, abspath, speed=None, retiming=None,
-                   content_length=None) -> dict:
+                   content_length=None, speed_factors=None, retiming_to_end=False) -> dict:
     """Everything the worker and the placement need from one movie strip, as plain values.
 
-    ``speed``: the unmuted Speed effect over the strip (:func:`.timing.find_speed_effect`), if any;
-    ``retiming``/``content_length``: its retiming keys (:func:`.timing.content_index`), if any.
+    ``speed``: the unmuted Speed effect over the strip (:func:`.timing.find_speed_effect`), if any,
+    with ``speed_factors`` its animated factor per frame (:func:`.timing.speed_frame_map`);
+    ``retiming``/``content_length``/``retiming_to_end``: its retiming keys (:func:`.timing.content_index`), if any.
     """
     owner = speed if speed is not None else strip
-    frames = timing.played_frames(strip, speed, retiming, content_length)
+    frames = timing.played_frames(strip, speed, retiming, content_length, speed_factors, retiming_to_end)
     n = len(frames)
     return {
         "name": strip.name,

@@ -130,6 +130,12 @@ def _speed_factor_curve(scene, effect):
     return None
 
 
+def _speed_factor_driven(scene, effect) -> bool:
+    anim = scene.animation_data
+    paths = {f'sequence_editor.{c}["{effect.name}"].speed_factor' for c in ("strips_all", "sequences_all")}
+    return anim is not None and any(d.data_path in paths for d in anim.drivers)
+
+
 def snapshot_movie(scene, strip) -> dict:
     editor = scene.sequence_editor
     retiming = content_length = None
@@ -137,12 +143,18 @@ def snapshot_movie(scene, strip) -> dict:
         content_length = _content_length(editor, strip)
         retiming = retiming_keys(strip, content_length)
     speed = timing.find_speed_effect(all_strips(editor), strip)
-    if speed is not None and speed.speed_control == "MULTIPLY" and _speed_factor_curve(scene, speed) is not None:
-        raise WorkerError(f"Speed effect {speed.name!r} has an animated speed factor, which the add-on cannot time "
-                          "exactly: use a constant factor, Stretch, or split the strip where the speed changes")
+    factors = None
+    if speed is not None and speed.speed_control == "MULTIPLY":
+        if _speed_factor_driven(scene, speed):
+            raise WorkerError(f"Speed effect {speed.name!r} has a driver on its speed factor, which the add-on cannot "
+                              "time: key the factor instead (or use a constant factor)")
+        curve = _speed_factor_curve(scene, speed)
+        if curve is not None:  # Blender's frame map: the curve at each frame of the effect
+            left = int(speed.frame_final_start)
+            factors = [float(curve.evaluate(left + i)) for i in range(int(speed.frame_final_end) - left)]
     try:
         return jobs_mod.snapshot_movie(strip, scene.render.fps, scene.render.fps_base, bpy.path.abspath, speed,
-                                       retiming, content_length)
+                                       retiming, content_length, factors, bpy.app.version >= (5, 0, 0))
     except timing.TimingError as e:
         raise WorkerError(str(e)) from None
 
@@ -175,13 +187,6 @@ def retiming_keys(strip, content_length: int):
                           f"{bpy.app.version_string}: apply the retiming (or use a Speed effect) before generating")
     if len(indices) == 2 and indices[0] == 0 and indices[1] in (content_length - 1, content_length):
         return None  # Blender's two keys at the content's ends: no retiming
-    if bpy.app.version >= (5, 0, 0):
-        # Blender 5.0 maps a retimed strip by factor * len (4.x: len - 1) and, rendering the frames in
-        # order, shows for a fractional position the frame cached under its whole part when there
-        # is one (rounded otherwise), so what is shown depends on what was rendered before it
-        # (found by rendering a 4.5 file with retiming keys in 5.0.1): not reproduced here.
-        raise WorkerError(f"strip {strip.name!r} has retiming keys, whose timing in Blender {bpy.app.version_string} "
-                          "the add-on does not reproduce exactly yet: apply the retiming (or use a Speed effect)")
     if any(f & _TRANSITION_FLAGS for f in flags):
         raise WorkerError(f"strip {strip.name!r} has a smooth speed transition between retiming keys, which the "
                           "add-on cannot time exactly: use sharp speed changes (or apply the retiming)")

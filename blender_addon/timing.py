@@ -14,12 +14,21 @@ They follow Blender's ``give_frame_index`` and the Speed effect's ``target_frame
   effect's length onto the content after the left trim, ``Multiply`` advances ``speed_factor``
   input frames per frame, ``Length`` and ``Frame Number`` hold one frame; the input then maps
   that (fractional) frame as above, rounded to the nearest file frame (halves up), as the
-  renders show. An animated speed factor is not reproduced (Blender's headless render ignored
-  the curve when tried), so the operator refuses it;
+  renders show. An animated ``Multiply`` factor (an F-curve on ``speed_factor``) is Blender's
+  frame map: input frame ``i`` of the effect is the sum of the curve's values at the effect's
+  frames 1..i (evaluated at ``frame_final_start + k``), clamped to the input's length at every
+  step (``seq_effect_speed_rebuild_map``). The caller evaluates the curve (``factors``). Blender
+  builds that map once and keeps it until the strip changes: a session that adds the keys from
+  Python renders with a stale map, while the saved file, opened again, plays as described here
+  (the real-Blender test renders after a save and reload);
 - retiming keys (4.0+) map the strip's frames to content linearly between keys: each key has a
   frame index in the strip and a content fraction (0 at the first key, 1 at the last, which is
-  content frame ``length - 1``); the caller reads them (see ``operators.retiming_keys``). Smooth
-  speed transitions between keys are not reproduced.
+  content frame ``length - 1`` in 4.x and ``length`` — the end of the last frame — in 5.0,
+  ``retiming_to_end``); the caller reads them (see ``operators.retiming_keys``). Smooth speed
+  transitions between keys are not reproduced. Blender 5.0's raw-frame cache can show, at a
+  fractional content position, the frame below it when that one was shown just before (playing
+  in order) instead of the nearest: what is reproduced is what it shows uncached (the test renders
+  with the caches off; 4.5 shows the same either way).
 """
 
 from __future__ import annotations
@@ -39,11 +48,13 @@ def _strobe(strip) -> float:
 
 
 def content_index(strip, timeline_frame: float, retiming: Optional[Sequence[tuple[float, float]]] = None,
-                  content_length: Optional[int] = None) -> float:
+                  content_length: Optional[int] = None, retiming_to_end: bool = False) -> float:
     """Blender's ``give_frame_index`` for a movie strip: the content frame (float) at ``timeline_frame``.
 
     ``retiming``: ``(strip_frame_index, content_fraction)`` of each retiming key, in order, and
-    ``content_length`` the strip's content frames without retiming (None: not retimed).
+    ``content_length`` the strip's content frames without retiming (None: not retimed);
+    ``retiming_to_end``: fraction 1 is content frame ``content_length`` (Blender 5.0), not
+    ``content_length - 1`` (4.x).
     """
     sta = float(strip.frame_start)
     length = int(strip.frame_duration)  # with retiming: up to the last key
@@ -54,7 +65,7 @@ def content_index(strip, timeline_frame: float, retiming: Optional[Sequence[tupl
     fi = end - timeline_frame if getattr(strip, "use_reverse_frames", False) else timeline_frame - sta
     fi = max(fi, 0.0)
     if retiming:
-        fi = retiming_fraction(retiming, fi) * index_max
+        fi = retiming_fraction(retiming, fi) * (index_max + 1 if retiming_to_end else index_max)
     fi = min(max(fi, 0.0), float(index_max))
     strobe = _strobe(strip)
     if strobe > 1.0:
@@ -82,8 +93,25 @@ def _round_half_away(x: float) -> int:
     return int(math.floor(x + 0.5)) if x >= 0 else -int(math.floor(-x + 0.5))
 
 
-def speed_target_frame(effect, source, timeline_frame: int) -> float:
-    """The (fractional) timeline frame of ``source`` that a Speed effect shows at ``timeline_frame``."""
+def speed_frame_map(effect, source, factors: Sequence[float]) -> list[float]:
+    """Blender's frame map of a Speed effect whose factor is animated: ``factors[i]`` is the curve's
+    value at timeline frame ``frame_final_start + i`` (one per frame of the effect); returns the
+    input frame (fractional, from the input's start) shown at each frame of the effect."""
+    n = int(effect.frame_final_end) - int(effect.frame_final_start)
+    if len(factors) < n:
+        raise TimingError(f"Speed effect {effect.name!r}: {len(factors)} speed factors for {n} frames")
+    top = float(source.frame_duration)
+    out, target = [0.0], 0.0
+    for i in range(1, n):
+        target = min(max(target + float(factors[i]), 0.0), top)
+        out.append(target)
+    return out[:max(n, 0)]
+
+
+def speed_target_frame(effect, source, timeline_frame: int, frame_map: Optional[Sequence[float]] = None) -> float:
+    """The (fractional) timeline frame of ``source`` that a Speed effect shows at ``timeline_frame``.
+
+    ``frame_map``: :func:`speed_frame_map` when the Multiply factor is animated."""
     control = str(effect.speed_control)
     if control not in SPEED_CONTROLS:
         raise TimingError(f"Speed effect {effect.name!r} uses {control!r}: use one of {', '.join(SPEED_CONTROLS)}")
@@ -93,6 +121,8 @@ def speed_target_frame(effect, source, timeline_frame: int) -> float:
     source_len = float(source.frame_duration)
     if control == "STRETCH":
         target = (source_len - float(source.frame_offset_start)) * frame_index / effect_len
+    elif control == "MULTIPLY" and frame_map is not None:
+        target = frame_map[frame_index]
     elif control == "MULTIPLY":
         factor = float(effect.speed_factor)
         target = frame_index * factor + (source_len if factor < 0 else 0.0)
@@ -105,19 +135,24 @@ def speed_target_frame(effect, source, timeline_frame: int) -> float:
 
 
 def played_frames(strip, speed=None, retiming: Optional[Sequence[tuple[float, float]]] = None,
-                  content_length: Optional[int] = None) -> list[int]:
+                  content_length: Optional[int] = None, speed_factors: Optional[Sequence[float]] = None,
+                  retiming_to_end: bool = False) -> list[int]:
     """File frame index (0 = the file's first frame) shown at each timeline frame of the strip's visible span.
 
     ``speed``: an unmuted Speed effect whose input is ``strip`` (its output is what is seen);
-    ``retiming``/``content_length``: the strip's retiming keys (see :func:`content_index`).
+    ``speed_factors``: its animated Multiply factor at each of its frames (see :func:`speed_frame_map`);
+    ``retiming``/``content_length``/``retiming_to_end``: the strip's retiming keys (see :func:`content_index`).
     """
     owner = speed if speed is not None else strip
     left, right = int(owner.frame_final_start), int(owner.frame_final_end)
     offset = int(getattr(strip, "animation_offset_start", 0) or 0)
+    frame_map = None
+    if speed is not None and speed_factors is not None and str(speed.speed_control) == "MULTIPLY":
+        frame_map = speed_frame_map(speed, strip, speed_factors)
     out = []
     for t in range(left, right):
-        at = speed_target_frame(speed, strip, t) if speed is not None else float(t)
-        fi = content_index(strip, at, retiming, content_length)
+        at = speed_target_frame(speed, strip, t, frame_map) if speed is not None else float(t)
+        fi = content_index(strip, at, retiming, content_length, retiming_to_end)
         out.append(_round_half_away(fi) + offset)  # the nearest file frame, halves up (as rendered)
     return out
 

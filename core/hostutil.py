@@ -200,6 +200,99 @@ def read_video_at_rate(path, rate: float, start: float = 0.0, duration: Optional
     return frames, float(rate), length
 
 
+MAX_PLAYED_TEXT = 8_000_000  # characters of a played-frames list (hours of timeline at 60 fps)
+
+
+def parse_played_frames(text: Optional[str]) -> Optional[list[int]]:
+    """``"3,5,7-10"`` -> ``[3, 5, 7, 8, 9, 10]``: the file frame shown at each played frame (0 = the
+    file's first; ``a-b`` is a straight run, inclusive, either way). Empty: None (not given)."""
+    text = str(text or "").strip()
+    if not text:
+        return None
+    if len(text) > MAX_PLAYED_TEXT:
+        raise InputError(f"played_frames is {len(text)} characters long (at most {MAX_PLAYED_TEXT}): send a shorter span")
+    out: list[int] = []
+    for tok in text.replace(" ", ",").split(","):
+        if not tok:
+            continue
+        a, sep, b = tok.partition("-")
+        try:
+            lo, hi = int(a), int(b) if sep else int(a)
+        except ValueError:
+            raise InputError(f"played_frames has {tok!r}: give file frame numbers (0 or more) separated by commas, "
+                             "or runs like 10-20") from None
+        out.extend(range(lo, hi + 1) if hi >= lo else range(lo, hi - 1, -1))
+        if len(out) > MAX_PLAYED_TEXT:
+            raise InputError(f"played_frames lists more than {MAX_PLAYED_TEXT} frames: send a shorter span")
+    if not out:
+        return None
+    return out
+
+
+def read_played_frames(path: str | os.PathLike, indices: Sequence[int]):
+    """(len(indices), H, W, 3) uint8: frame ``indices[k]`` of the file (0 = its first frame) for each k.
+
+    Only the frames asked for are kept; decoding starts near the first one.
+    """
+    import torch
+
+    from . import media
+    from .errors import SynesthesiaError
+
+    info = media.probe(path)
+    fps = float(info.fps or 0.0)
+    if fps <= 0:
+        raise InputError(f"{path} reports no frame rate: re-encode it with a constant frame rate")
+    wanted = set(int(i) for i in indices)
+    first, last = min(wanted), max(wanted)
+    got: dict[int, Any] = {}
+
+    def no_frame(i: int) -> InputError:
+        return InputError(f"{path} has no frame {i} (it has about {info.n_frames} at {fps:g} fps): "
+                          "check the list of played frames (in Blender: reload the strip's movie)")
+
+    try:
+        for t, frame in media.iter_frames(path, start=max(0.0, (first - 0.5) / fps)):
+            idx = int(round(t * fps))
+            if idx in wanted:
+                got[idx] = frame
+            if idx >= last:
+                break
+    except SynesthesiaError:
+        if not got:
+            raise no_frame(first) from None
+        raise
+    missing = sorted(wanted - got.keys())
+    if missing:
+        raise no_frame(missing[0])
+    return torch.stack([got[int(i)] for i in indices])
+
+
+def played_conditioning(played: Sequence[int], fps: float, rate: float, path=None, frames=None):
+    """The conditioning frames of a picture *as played*: ``played[k]`` is the file frame shown at
+    played frame k, ``fps`` the rate it plays at; the model's frame rule (VTA-LDM's, at ``rate``)
+    picks from the played sequence, and only those file frames are read (from ``path``, or taken
+    from the in-memory ``frames`` (N, H, W, 3)). Returns (frames, rate, seconds played, the file
+    frame index of each conditioning frame)."""
+    import math
+
+    from .v2a.frames import vta_frame_indices
+
+    fps = float(fps)
+    if not played or min(played) < 0:
+        raise InputError("played frames must list the file frame (0 or more) shown at each played frame")
+    if not (math.isfinite(fps) and fps > 0):
+        raise InputError(f"fps {fps!r} must be the positive rate the played frames play at")
+    source = [int(played[k]) for k in vta_frame_indices(len(played), fps, float(rate)).tolist()]
+    if path is not None:
+        pictures = read_played_frames(path, source)
+    else:
+        if max(source) >= frames.shape[0]:
+            raise InputError(f"played frame {max(source)} is past the {frames.shape[0]} frames given")
+        pictures = frames[source]
+    return pictures, float(rate), len(played) / fps, source
+
+
 def window_frames(frames, fps: float, start: float = 0.0, duration: Optional[float] = None):
     """The frames of ``frames`` (N, ...) at ``fps`` shown from ``start`` for ``duration`` seconds (all if None/0)."""
     import math

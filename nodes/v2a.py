@@ -13,7 +13,12 @@ FRAME_INPUTS = {
     "video": ("VIDEO", {"tooltip": "A VIDEO (Load Video, Create Video); its frames and frame rate are used."}),
 }
 FPS_INPUT = ("FLOAT", {"default": 25.0, "min": 0.1, "max": 240.0, "step": 0.01,
-                       "tooltip": "Frame rate of 'images' (ignored for a 'video', which carries its own)."})
+                       "tooltip": "Frame rate of 'images' (ignored for a 'video', which carries its own), or the "
+                                  "rate 'played_frames' play at."})
+PLAYED_INPUT = ("STRING", {"default": "", "forceInput": True,
+                           "tooltip": "The picture as played (e.g. from the Blender add-on): the frame of the video "
+                                      "(0 = its first) shown at each played frame, '3,5,7-10', playing at 'fps'; "
+                                      "'start' is then ignored and 0 'duration' is the played length."})
 
 
 def _pipeline(vta, clip, grounder=None):
@@ -26,13 +31,25 @@ START_INPUT = ("FLOAT", {"default": 0.0, "min": 0.0, "max": 86400.0, "step": 0.0
                          "tooltip": "Seconds into the video where the sound starts (with 'duration', a part of the clip)."})
 
 
-def _frames(images, video, fps, rate: float, start: float = 0.0, duration: float = 0.0, size=224):
+def _frames(images, video, fps, rate: float, start: float = 0.0, duration: float = 0.0, size=224, played=""):
     """``(frames (N, H, W, 3) uint8, their fps, duration or None)`` from either input, from ``start``.
 
     A file-backed VIDEO (Load Video) is decoded keeping VTA-LDM's conditioning frames only, each
     resized + centre-cropped to ``size`` as read (None: source resolution, for grounding and
     overlays), so long clips fit in memory; in-memory videos and IMAGE batches are used as they are.
+    ``played`` (:func:`~..core.hostutil.parse_played_frames`): the picture as played at ``fps``,
+    its conditioning frames read as the Blender worker reads them (source resolution).
     """
+    order = hostutil.parse_played_frames(played)
+    if order is not None:
+        if video is not None:
+            src = hostutil.video_source_path(video)
+            if src is not None:
+                return hostutil.played_conditioning(order, fps, rate, path=src)[:3]
+            return hostutil.played_conditioning(order, fps, rate, frames=hostutil.video_parts(video).frames)[:3]
+        if images is None:
+            raise InputError("connect the video's frames ('images') or a 'video'")
+        return hostutil.played_conditioning(order, fps, rate, frames=hostutil.frames_from_host(images))[:3]
     if video is not None:
         src = hostutil.video_source_path(video)
         if src is not None:
@@ -69,11 +86,14 @@ class SynesthesiaGroundObjects:
             },
             "optional": {**FRAME_INPUTS, "start": START_INPUT,
                          "duration": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 86400.0, "step": 0.01,
-                                                "tooltip": "Seconds of video to ground; 0: to the end."})},
+                                                "tooltip": "Seconds of video to ground; 0: to the end."}),
+                         "played_frames": PLAYED_INPUT},
         }
 
-    def ground(self, vta, clip, grounder, prompt, fps, images=None, video=None, start=0.0, duration=0.0):
-        frames, rate, _ = _frames(images, video, fps, vta.config.frame_rate, start, duration, size=None)
+    def ground(self, vta, clip, grounder, prompt, fps, images=None, video=None, start=0.0, duration=0.0,
+               played_frames=""):
+        frames, rate, _ = _frames(images, video, fps, vta.config.frame_rate, start, duration, size=None,
+                                  played=played_frames)
         host.check_interrupted()
         obj = _pipeline(vta, clip, grounder).ground(frames, rate, prompt)
         overlay, masks = hostutil.detections_overlay(obj.frames, obj.detections)
@@ -113,12 +133,13 @@ class SynesthesiaVTADiffuse:
             },
             "optional": {**FRAME_INPUTS,
                          "objects": ("SYN_OBJECTS", {"tooltip": "Grounded objects (Ground Objects) for VTA-SAM's O."}),
-                         "start": START_INPUT},
+                         "start": START_INPUT, "played_frames": PLAYED_INPUT},
         }
 
     def diffuse(self, vta, clip, fps, negative_prompt, duration, steps, guidance, scheduler, seed,
-                images=None, video=None, objects=None, start=0.0):
-        frames, rate, clip_seconds = _frames(images, video, fps, vta.config.frame_rate, start, duration)
+                images=None, video=None, objects=None, start=0.0, played_frames=""):
+        frames, rate, clip_seconds = _frames(images, video, fps, vta.config.frame_rate, start, duration,
+                                             played=played_frames)
         mel = _pipeline(vta, clip).diffuse(frames, rate, objects, negative_prompt, float(duration) or clip_seconds,
                                            int(steps), float(guidance), int(seed), scheduler=scheduler,
                                            callback=host.progress_callback(int(steps)))

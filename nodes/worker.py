@@ -189,44 +189,6 @@ def publish(src: Path, out: Path) -> Path:
     return out
 
 
-def read_played_frames(path: str | os.PathLike, indices: list[int]):
-    """(len(indices), H, W, 3) uint8: frame ``indices[k]`` of the file (0 = its first frame) for each k.
-
-    Only the frames asked for are kept; decoding starts near the first one.
-    """
-    import torch
-
-    from ..core import media
-
-    info = media.probe(path)
-    fps = float(info.fps or 0.0)
-    if fps <= 0:
-        raise InputError(f"{path} reports no frame rate: re-encode it with a constant frame rate")
-    wanted = set(int(i) for i in indices)
-    first, last = min(wanted), max(wanted)
-    got: dict[int, Any] = {}
-
-    def no_frame(i: int) -> InputError:
-        return InputError(f"{path} has no frame {i} (it has about {info.n_frames} at {fps:g} fps): "
-                          "reload the strip's movie in Blender")
-
-    try:
-        for t, frame in media.iter_frames(path, start=max(0.0, (first - 0.5) / fps)):
-            idx = int(round(t * fps))
-            if idx in wanted:
-                got[idx] = frame
-            if idx >= last:
-                break
-    except SynesthesiaError:
-        if not got:
-            raise no_frame(first) from None
-        raise
-    missing = sorted(wanted - got.keys())
-    if missing:
-        raise no_frame(missing[0])
-    return torch.stack([got[int(i)] for i in indices])
-
-
 def _foley_workflow(job: Mapping[str, Any]) -> tuple[Path, dict]:
     from .workflow import load_workflow
 
@@ -292,8 +254,7 @@ def _foley_played(job, video: Path, out: Path, wf_path: Path, prompt: dict, mode
     import math
     import tempfile
 
-    from ..core import media
-    from ..core.v2a.frames import vta_frame_indices
+    from ..core import hostutil, media
     from ..core.v2a.pipeline import VideoToAudioPipeline
     from .workflow import run_workflow
 
@@ -329,9 +290,7 @@ def _foley_played(job, video: Path, out: Path, wf_path: Path, prompt: dict, mode
     text = str(job.get("prompt") or (prompt[ground[0]]["inputs"].get("prompt", "") if ground else "") or "")
     # 3. the played frames the model's frame rule keeps, read from the file
     rate = float(m["vta"].config.frame_rate)
-    keep_idx = vta_frame_indices(len(frames), fps, rate).tolist()
-    source = [frames[k] for k in keep_idx]
-    pictures = read_played_frames(video, source)
+    pictures, _, _, source = hostutil.played_conditioning(frames, fps, rate, path=video)
     # 4. generate: frames already at the model's rate, the sound as long as the span
     pipe = VideoToAudioPipeline(m["vta"], m["clip"], m["mel_vae"], m["vocoder"], m.get("grounder"))
     res = pipe(pictures, rate, prompt=text or None, negative_prompt=str(setting("negative_prompt", "")) or None,

@@ -122,6 +122,28 @@ def test_speed_effect_timing_follows_blenders_rules():
         timing.played_frames(movie, speed)
 
 
+def test_animated_speed_factor_is_blenders_frame_map():
+    """Frame i of the effect shows input frame sum(factor at frames 1..i), clamped at every step.
+
+    The factors are what Blender 4.5 and 5.0 evaluate for keys 1.0 at frame 10 and 3.0 at 30
+    (Bezier); the frames are what both render for them (recorded by the real-Blender case)."""
+    movie = _movie_strip(frame_offset_start=0, frame_start=10.0, frame_final_start=10, frame_final_end=70,
+                         frame_duration=60)
+    speed = SimpleNamespace(name="s", speed_control="MULTIPLY", speed_factor=1.0, frame_start=10.0,
+                            frame_final_start=10, frame_final_end=70, channel=3)
+    curve = [1.0, 1.0145, 1.056, 1.1215, 1.208, 1.3125, 1.432, 1.5635, 1.704, 1.8505, 2.0, 2.1495, 2.296, 2.4365,
+             2.568, 2.6875, 2.792, 2.8785, 2.944, 2.9855] + [3.0] * 40
+    frames = timing.played_frames(movie, speed, speed_factors=curve)
+    assert frames[:13] == [0, 1, 2, 3, 4, 6, 7, 9, 10, 12, 14, 16, 19] and frames[26:] == [59] * 34
+    # summing from frame 0 instead (one frame early) would show 5, not 6, at the sixth frame
+    assert timing.speed_frame_map(speed, movie, curve)[5] == pytest.approx(sum(curve[1:6]))
+    # backwards past the start: clamped at 0 at every step, so the way forward starts from 0 again
+    back = timing.speed_frame_map(speed, movie, [0.0, 2.0, -5.0, 1.0] + [0.0] * 56)
+    assert back[:4] == [0.0, 2.0, 0.0, 1.0]
+    with pytest.raises(timing.TimingError, match="3 speed factors for 60"):
+        timing.speed_frame_map(speed, movie, [1.0] * 3)
+
+
 def test_takes_are_numbered_never_reused_and_names_are_safe(tmp_path):
     (tmp_path / "clip foley take 1.wav").write_bytes(b"")
     (tmp_path / "clip foley take 7.wav").write_bytes(b"")
@@ -303,6 +325,39 @@ def test_foley_job_conditions_on_the_played_frames_and_lasts_the_span(job_env, t
     assert sorted(p.name for p in out.parent.iterdir()) == [out.name]
 
 
+def test_played_frames_input_gives_the_local_workers_sound(job_env, tmp_path):
+    """The ComfyUI backend's path for a retimed strip: the shipped API workflow with VTA Diffuse's
+    ``played_frames`` (compressed as the client sends it) makes the sound the local worker makes
+    from the same frame list, sample for sample (tiny random models: plumbing)."""
+    from synesthesia.blender_addon.comfy_client import format_played_frames
+    from synesthesia.core import hostutil, media
+    from synesthesia.nodes.worker import _foley_workflow, run_foley_job
+    from synesthesia.nodes.workflow import run_workflow
+
+    frames = [59, 58, 57, 56, 50, 44, 38, 32, 26, 20, 14, 8, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9]  # reversed, Speed, straight
+    text = format_played_frames(frames)
+    assert text == "59,58,57,56,50,44,38,32,26,20,14,8,2-9,9,9" and hostutil.parse_played_frames(text) == frames
+    assert hostutil.parse_played_frames("7-4, 1") == [7, 6, 5, 4, 1] and hostutil.parse_played_frames(" ") is None
+    with pytest.raises(InputError, match="'x3'"):
+        hostutil.parse_played_frames("1,x3")
+    fps, duration = 24.0, len(frames) / 24.0
+    job = {"video": str(job_env.base / "clip30.mp4"), "frames": frames, "fps": fps, "duration": duration, "steps": 2,
+           "seed": 3, "out": str(tmp_path / "local.wav"), "models_dir": str(job_env.models), "models": TINY}
+    run_foley_job(job, None)
+    _, prompt = _foley_workflow(job)
+    result = run_workflow(prompt, {"LoadVideo.file": "clip30.mp4", "SynesthesiaVTADiffuse.played_frames": text,
+                                   "SynesthesiaVTADiffuse.fps": fps, "SynesthesiaVTADiffuse.duration": duration,
+                                   "SynesthesiaVTADiffuse.steps": 2, "SynesthesiaVTADiffuse.seed": 3},
+                          models_dir=str(job_env.models), input_dir=job_env.base, output_dir=tmp_path / "comfy")
+    (vocode,) = [nid for nid, n in prompt.items() if n["class_type"] == "SynesthesiaVocode"]
+    wave, sr = hostutil.audio_from_host(result.outputs[vocode][0])
+    media.write_audio(tmp_path / "comfy.wav", wave, sr)
+    local, _ = media.read_audio(tmp_path / "local.wav")
+    comfy, _ = media.read_audio(tmp_path / "comfy.wav")
+    assert local.shape == comfy.shape and local.shape[-1] == round(duration * sr)
+    assert bool((local == comfy).all()) and local.abs().max() > 1e-3
+
+
 def test_foley_job_errors_name_the_file_and_leave_nothing(job_env, tmp_path):
     from synesthesia.nodes.worker import run_foley_job
 
@@ -385,7 +440,10 @@ TIMING = {
     "speed_stretch": (M30, {"offset": 3, "offset_end": 20, "speed": {"control": "STRETCH"}}),
     "speed_length": (M30, {"speed": {"control": "LENGTH", "length": 40.0}}),
     "speed_frame_number": (M30, {"offset": 4, "speed": {"control": "FRAME_NUMBER", "frame_number": 7.0}}),
-    "speed_animated": (M30, {"speed": {"control": "MULTIPLY", "keys": [[10, 1.0], [30, 3.0]]}}),
+    # keyed 1 -> 3 (Bezier) over the first 20 frames; rendered after a save and reload (see bpy_driver)
+    "speed_animated": (M30, {"speed": {"control": "MULTIPLY", "keys": [[10, 1.0], [30, 3.0]]}, "reload": True}),
+    "speed_animated_trim": (M30, {"offset": 5, "speed": {"control": "MULTIPLY", "keys": [[12, 0.5], [20, 2.0], [40, -1.0]]},
+                                  "reload": True}),
     "speed_selected": (M30, {"offset": 6, "select_speed": True, "speed": {"control": "MULTIPLY", "factor": 0.5}}),
     "reverse_strobe": (M30, {"offset": 2, "offset_end": 3, "reverse": True, "strobe": 3.0}),
     "hard_offset": (M24, {"anim_offset": 6, "offset": 2}),
@@ -413,7 +471,9 @@ def blender(addon_zip, job_env, tmp_path_factory):
         tag = Path(py).parent.parent.name
         run = base / tag  # each build writes its own takes
         (run / "project").mkdir(parents=True)
-        cases = [{"name": n, "kind": "timing", "movie": str(movies[m]), **a} for n, (m, a) in TIMING.items()]
+        cases = [{"name": n, "kind": "timing", "movie": str(movies[m]), **a,
+                  **({"reload": str(run / f"{n}.blend")} if a.get("reload") else {})} for n, (m, a) in TIMING.items()]
+        cases.sort(key=lambda c: bool(c.get("reload")))  # cases that open a file after the others
         cases += [
             {"name": "poll", "kind": "poll", "movie": movie, "wav": wav},
             {"name": "fail_no_python", "kind": "fail", "movie": movie, "python": str(base / "no-python"),
@@ -433,6 +493,8 @@ def blender(addon_zip, job_env, tmp_path_factory):
             {"name": "check", "kind": "check", "python": me, "models_dir": models, "models": TINY_TEXT},
             {"name": "comfy_generate", "kind": "generate", "movie": movie, "comfyui_url": comfy_url, "scene_fps": 30,
              "offset": 4, "offset_end": 2, "out_dir": str(run / "out_comfy")},
+            {"name": "comfy_speed", "kind": "generate", "movie": movie, "comfyui_url": comfy_url, "scene_fps": 24,
+             "offset": 2, "speed": {"control": "MULTIPLY", "factor": 1.5}, "out_dir": str(run / "out_comfy_speed")},
             {"name": "comfy_check", "kind": "check", "comfyui_url": comfy_url},
             # last: it may open another .blend
             {"name": "retiming", "kind": "retiming", "movie": str(movies[M30]), "blend_out": str(run / "retimed.blend"),
@@ -449,7 +511,7 @@ def blender(addon_zip, job_env, tmp_path_factory):
         results[py] = json.loads(lines[-1][7:])
         results[py]["seconds"] = time.monotonic() - t0
         results[py]["base"] = str(run)
-        results[py]["comfy_prompt"] = comfy_state.get("prompt")
+        results[py]["comfy_prompts"] = comfy_state.get("prompts") or []
         comfy.shutdown()
     return SimpleNamespace(results=results, base=base, movies=movies)
 
@@ -473,16 +535,13 @@ def case(request, blender):
 
     get.version = blender.results[request.param]["version"]
     get.base = Path(blender.results[request.param]["base"])
-    get.prompt = blender.results[request.param]["comfy_prompt"]
+    get.prompts = blender.results[request.param]["comfy_prompts"]
     return get
 
 
 @pytest.mark.parametrize("name", list(TIMING))
 def test_snapshot_frames_are_the_frames_blender_shows(case, name):
     r = case(name)
-    if name == "speed_animated":  # not reproduced: refused with the reason
-        assert "animated speed factor" in r["refused"]
-        return
     frames, shown = r["snap"]["frames"], r["shown"]
     assert None not in shown, shown  # the strip covers its whole span
     assert frames == shown
@@ -497,6 +556,10 @@ def test_snapshot_frames_are_the_frames_blender_shows(case, name):
         assert frames[:3] == [4, 6, 8] and frames[-1] == 59
     if name == "speed_selected":
         assert r["selected"] == ["clip"] and frames[:4] == [6, 7, 7, 8]  # x0.5: halves round up
+    if name == "speed_animated":  # Blender's frame map: the keyed factor summed frame by frame
+        assert frames[:13] == [0, 1, 2, 3, 4, 6, 7, 9, 10, 12, 14, 16, 19] and frames[-1] == 59
+    if name == "speed_animated_trim":  # slower than 1, faster, then backwards (clamped at the content's start)
+        assert max(frames) > frames[-1] and frames[0] == 5
     if name == "reverse_strobe":
         assert frames[0] > frames[-1]
     if name == "hard_offset":
@@ -519,11 +582,11 @@ def test_retimed_strip_frames_are_the_frames_blender_shows(case):
     if "skipped" in r:  # no build here could add retiming keys from Python, and no .blend to load
         pytest.skip(r["skipped"])
     assert len(r["keys"]) == 3 and r["keys"][1] == r["keys"][0] + 10, r
-    if case.version.startswith("5."):  # loaded from the 4.5 file: 5.0 shows other frames; refused, saying so
-        assert "does not reproduce exactly yet" in r["refused"]
-        return
     assert r["frames"] == r["shown"]
-    assert r["frames"][:11] == list(range(0, 21, 2)) and r["frames"][-1] == 59  # x2 to content 20, then slower
+    if case.version.startswith("5."):  # the 4.5 file in 5.0: fraction 1 is the end of the last frame (60, not 59)
+        assert r["frames"][:13] == list(range(0, 21, 2)) + [21, 22] and r["frames"][-1] == 59
+    else:
+        assert r["frames"][:11] == list(range(0, 21, 2)) and r["frames"][-1] == 59  # x2 to content 20, then slower
     assert r["strips"] == 1  # the probe strip used to measure the content is gone
 
 
@@ -610,10 +673,22 @@ def test_comfyui_backend_from_blender_submits_the_strip_window_and_lays_the_take
     assert run["ret"] == ["FINISHED"], run
     (snd,) = run["sounds"]
     assert snd["frame_start"] == r["span"][0] and Path(snd["path"]).name == "clip foley take 1.wav"
-    prompt = case.prompt["prompt"]
+    prompt = case.prompts[0]["prompt"]
     (diffuse,) = [n for n in prompt.values() if n["class_type"] == "SynesthesiaVTADiffuse"]
     assert diffuse["inputs"]["start"] == pytest.approx(4 / 30)  # 30 fps movie in a 30 fps scene, 4 frames trimmed
     assert diffuse["inputs"]["duration"] == pytest.approx(r["snap_duration"]) and diffuse["inputs"]["steps"] == 2
+    assert not diffuse["inputs"].get("played_frames")  # played straight: a window of the file
+    # a Speed effect (x1.5) on a 30 fps movie in a 24 fps scene: the file frame at each timeline frame
+    s = case("comfy_speed")
+    (run,) = s["runs"]
+    assert run["ret"] == ["FINISHED"], run
+    (diffuse,) = [n for n in case.prompts[1]["prompt"].values() if n["class_type"] == "SynesthesiaVTADiffuse"]
+    from synesthesia.core.hostutil import parse_played_frames
+
+    assert parse_played_frames(diffuse["inputs"]["played_frames"]) == s["snap_frames"]
+    assert s["snap_frames"][:5] == [2, 4, 5, 7, 8]
+    assert diffuse["inputs"]["fps"] == 24 and diffuse["inputs"]["duration"] == pytest.approx(s["snap_duration"])
+    assert run["sounds"][0]["frame_start"] == s["span"][0]  # (the fake server's sound is a fixed 0.5 s)
     c = case("comfy_check")
     assert c["ret"] == ["FINISHED"] and "ComfyUI fake at http://127.0.0.1:" in c["check_result"]
     assert "has the Synesthesia nodes" in c["check_result"] and "Synesthesia 0" not in c["check_result"]

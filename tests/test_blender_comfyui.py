@@ -74,8 +74,9 @@ class _Fake(BaseHTTPRequestHandler):
         st = self.state
         if self.path == "/system_stats":
             return self._json({"system": {"comfyui_version": "fake"}})
-        if self.path == "/object_info/SynesthesiaVTADiffuse":
-            return self._json({"SynesthesiaVTADiffuse": {"input": {}}})
+        if self.path == "/object_info/SynesthesiaVTADiffuse":  # "old_pack": from before played_frames
+            optional = {} if st.get("old_pack") else {"played_frames": ["STRING", {"forceInput": True}]}
+            return self._json({"SynesthesiaVTADiffuse": {"input": {"required": {}, "optional": optional}}})
         if self.path.startswith("/ws"):
             return self._websocket()
         if self.path.startswith("/history/"):
@@ -99,6 +100,7 @@ class _Fake(BaseHTTPRequestHandler):
             return self._json({"name": "up.mp4", "subfolder": "", "type": "input"})
         if self.path == "/prompt":
             st["prompt"] = json.loads(body)
+            st.setdefault("prompts", []).append(st["prompt"])
             st["save_id"] = next(k for k, v in st["prompt"]["prompt"].items() if v["class_type"] == "SaveAudio")
             return self._json({"prompt_id": "p1", "number": 0})
         if self.path in ("/interrupt", "/queue"):
@@ -194,16 +196,36 @@ def test_fake_server_escape_interrupts_and_writes_nothing(fake_server, tmp_path)
     assert "/interrupt" in st["posted"] and not (tmp_path / "foley").exists()
 
 
-def test_retimed_strips_and_dead_servers_are_refused_with_the_reason(fake_server, tmp_path):
+def test_retimed_strips_are_sent_as_played_frames(fake_server, tmp_path):
+    """A Speed effect or another frame rate: not a window of the file but the file frame shown at each
+    timeline frame (VTA Diffuse's played_frames) with the scene's rate and the span's length."""
     url, st = fake_server
     video = tmp_path / "clip.mp4"
     video.write_bytes(b"m")
     client = cc.ComfyClient(url)
-    client.send(_foley_job(video, tmp_path / "o" / "a.wav", frames=[3, 5, 7, 9]))  # a Speed effect
-    client.send(_foley_job(video, tmp_path / "o" / "b.wav", source_fps=30.0))  # 30 fps movie, 24 fps scene
-    errors = [_events(client)[-1]["message"], _events(client)[-1]["message"]]
+    sent = []
+    for name, kw in (("a", {"frames": [3, 5, 7, 9] + list(range(10, 30))}),  # a Speed effect, then straight
+                     ("b", {"source_fps": 30.0})):  # a 30 fps movie in a 24 fps scene
+        st.pop("prompt", None)
+        client.send(_foley_job(video, tmp_path / "o" / f"{name}.wav", **kw))
+        assert _events(client)[-1]["event"] == "done"
+        (diffuse,) = [n for n in st["prompt"]["prompt"].values() if n["class_type"] == "SynesthesiaVTADiffuse"]
+        sent.append({k: diffuse["inputs"][k] for k in ("played_frames", "fps", "start", "duration")})
     client.close()
-    assert all("local worker" in e for e in errors) and "Speed effect" in errors[0] and "30 fps" in errors[1]
+    assert sent[0] == {"played_frames": "3,5,7,9-29", "fps": 24.0, "start": 0.0, "duration": 1.0}
+    assert sent[1] == {"played_frames": "3-26", "fps": 24.0, "start": 0.0, "duration": 1.0}
+
+
+def test_old_packs_and_dead_servers_are_refused_with_the_reason(fake_server, tmp_path):
+    url, st = fake_server
+    st["old_pack"] = True
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"m")
+    client = cc.ComfyClient(url)
+    client.send(_foley_job(video, tmp_path / "o" / "a.wav", frames=[3, 5, 7, 9]))
+    error = _events(client)[-1]["message"]
+    client.close()
+    assert "too old" in error and "played_frames" in error and "local worker" in error
     assert "uploaded" not in st and not (tmp_path / "o").exists()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -243,6 +265,21 @@ def test_real_comfyui_runs_foley_and_video_jobs_and_interrupts(server, tmp_path)
     assert any(e["event"] == "progress" for e in events)
     wav, sr = media.read_audio(out)
     assert wav.shape[-1] == round(0.8 * sr)  # the strip's span, to the sample
+    # a retimed strip (reversed, then x2) in a 24 fps scene: sent as played_frames; the server's sound is
+    # the local worker's for the same frame list (up to the server's 16-bit FLAC)
+    from synesthesia.nodes.worker import run_foley_job
+
+    frames = [9, 8, 7, 6, 5, 4, 3, 2, 0, 2, 4, 6, 8, 10, 11, 11]
+    job = {"op": "foley", "id": "r", "video": str(base / "input" / "clip.mp4"), "frames": frames, "fps": 24.0,
+           "source_fps": 10.0, "duration": len(frames) / 24.0, "steps": 2, "seed": 4, "models": SERVER_MODELS}
+    client.send({**job, "out": str(tmp_path / "retimed.wav")})
+    events = _events(client)
+    assert events[-1]["event"] == "done", events[-1]
+    run_foley_job({**job, "out": str(tmp_path / "local.wav"), "models_dir": str(base / "models")}, None)
+    served, _ = media.read_audio(tmp_path / "retimed.wav")
+    local, _ = media.read_audio(tmp_path / "local.wav")
+    assert served.shape == local.shape and served.shape[-1] == round(len(frames) / 24.0 * sr)
+    assert (served - local).abs().max() < 1e-3 and local.abs().max() > 1e-3
     video = tmp_path / "beat video take 1.mp4"
     client.send({"op": "sound_to_video", "id": "v", "audio": str(base / "input" / "sound.wav"), "start": 0.5,
                  "duration": 1.0, "fps": 8.0, "out": str(video), "models": SERVER_MODELS})
