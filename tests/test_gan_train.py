@@ -124,8 +124,13 @@ def test_eval_defaults_s2v_runs_on_held_out_toyscape(tmp_path, capsys):
     rep = json.loads(io.out)
     assert rep["clips"] == len(toyscape.CLASSES) and set(rep["per_class"]) == set(toyscape.CLASSES)
     for k in ("class_accuracy", "real_class_accuracy", "av_align", "av_align_shuffled", "av_align_real",
-              "audio_accuracy", "own_above_shuffled"):
+              "audio_accuracy", "own_above_shuffled", "sign_test_p"):
         assert 0.0 <= rep[k] <= 1.0, (k, rep[k])
+    from synesthesia.core.s2v.defaults_eval import sign_test_p
+
+    # exact binomial tails: 5 of 5 -> 1/32; 29 of 45 -> 0.036; 27 of 45 -> 0.116; none -> 1
+    assert sign_test_p(5, 0) == 1 / 32 and sign_test_p(0, 0) == 1.0
+    assert round(sign_test_p(29, 16), 3) == 0.036 and round(sign_test_p(27, 18), 3) == 0.116
     # the real clips' motion follows their sound (toyscape ties events to sounds)
     assert rep["av_align_real"] > 0
     assert [p.name for p in (tmp_path / "pics").iterdir()] == ["s2v_frames.png"]  # one row real, one generated per class

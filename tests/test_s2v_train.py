@@ -223,3 +223,16 @@ def test_training_and_animate_feed_the_walker_the_same_onsets(tmp_path):
     # ~15 %, the means over the span by < 0.01
     assert torch.allclose(animate_on[:, 1:], train_on[:, 1:], atol=0.01)
     assert torch.allclose(animate_on[:, 0], train_on[:, 0], rtol=0.2, atol=1e-3)
+
+
+def test_motion_correlation_rewards_timing_not_amount():
+    """The sync term (``lambda_sync``): 1 - corr of the generated and real frame-step curves per clip."""
+    real = torch.tensor([[0.01, 0.01, 0.30, 0.01, 0.01, 0.25, 0.01]])
+    same_time = real * 0.2 + 0.05  # smaller, offset, same timing
+    late = real.roll(1, dims=1)
+    flat_real = torch.full_like(real, 0.05)
+    c = tr.motion_correlation(torch.cat([same_time, late, real]), real.expand(3, -1))
+    assert c[0] > 0.95 and c[2] > 0.95 and c[1] < 0  # timing counts, amount does not
+    noise = torch.tensor([[0.02, 0.05, 0.01, 0.04, 0.03, 0.02, 0.05]])
+    assert abs(float(tr.motion_correlation(noise, flat_real)[0])) < 1e-3  # nothing to follow: ~0, not noise
+    assert tr.config_from_json({"lambda_sync": 2.0}).lambda_sync == 2.0

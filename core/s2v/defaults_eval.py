@@ -8,9 +8,11 @@ encoder) and:
   the CLIP text embeddings of the nine class names: the fraction of clips named as their class
   (chance 1/9). The same for the clip's real frames is the image encoder's own ceiling.
 * **motion**: AV-Align (:func:`~..v2a.metrics.av_align_arrays`, Yariv et al.) of the generated
-  video with its driving sound, and of the same video with the sound of another held-out clip
-  (clip ``i`` gets clip ``i + 1``'s sound, a derangement); the real video with its own sound is
-  the reference.
+  video with its driving sound, and of the same video with the sounds of other held-out clips
+  (clip ``i`` gets the sounds of clips ``i + 1 .. i + SHUFFLES``, derangements, mostly of its own
+  class: the same kind of sound at other times), averaged per clip; the fraction of clips whose
+  own sound scores higher, and a one-sided exact sign test over the clips (ties dropped) say
+  whether the motion follows *its* sound. The real video with its own sound is the reference.
 * **audio**: the audio encoder's zero-shot class accuracy on the clips' sounds: the mean
   segment embedding (:func:`~.metrics.audio_embedding`) against the class-name text embeddings.
 """
@@ -34,15 +36,27 @@ class S2VDefaultsReport:
     class_accuracy: float  # generated frames named as the clip's class by the CLIP image tower
     real_class_accuracy: float  # the real frames, same classifier (its ceiling)
     av_align: float  # generated video with its driving sound
-    av_align_shuffled: float  # the same videos with another clip's sound
+    av_align_shuffled: float  # the same videos with other clips' sounds (mean of SHUFFLES per clip)
     av_align_real: float  # real video with its own sound
     own_above_shuffled: float  # fraction of clips whose video scores higher with its own sound (ties: half)
+    sign_test_p: float  # one-sided exact sign test of own > shuffled over the clips (ties dropped)
     audio_accuracy: float  # audio encoder zero-shot on the sounds
     per_class: dict = field(default_factory=dict)  # label -> generated-frame accuracy
     seconds: float = 0.0
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
+
+
+SHUFFLES = 4  # other clips' sounds each generated video is also scored with
+
+
+def sign_test_p(wins: int, losses: int) -> float:
+    """P(X >= wins) for X ~ Binomial(wins + losses, 1/2): the one-sided exact sign test."""
+    from math import comb
+
+    n = wins + losses
+    return float(sum(comb(n, k) for k in range(wins, n + 1)) / 2 ** n) if n else 1.0
 
 
 def label_text(label: str) -> str:
@@ -92,7 +106,9 @@ def evaluate(generator_path, models_dir, clip_path, clips_per_class: int = 5, du
             callback(k + 1, len(items), {"stage": "eval s2v"})
     n = len(items)
     own = [av_align_arrays(v, fps, *sounds[i]).score for i, v in enumerate(videos)]
-    other = [av_align_arrays(v, fps, *sounds[(i + 1) % n]).score for i, v in enumerate(videos)]
+    k_other = max(1, min(SHUFFLES, n - 1))
+    other = [sum(av_align_arrays(v, fps, *sounds[(i + s) % n]).score for s in range(1, k_other + 1)) / k_other
+             for i, v in enumerate(videos)]
     per_class = {lab: sum(gen_ok[i] for i in range(n) if items[i][0] == lab) / clips_per_class for lab in names}
     if pictures is not None:
         from pathlib import Path
@@ -110,4 +126,6 @@ def evaluate(generator_path, models_dir, clip_path, clips_per_class: int = 5, du
     return S2VDefaultsReport(clips=n, fps=fps, class_accuracy=mean(gen_ok), real_class_accuracy=mean(real_ok),
                              av_align=mean(own), av_align_shuffled=mean(other), av_align_real=mean(real_av),
                              own_above_shuffled=mean([1.0 if o > s else 0.5 if o == s else 0.0 for o, s in zip(own, other)]),
+                             sign_test_p=sign_test_p(sum(o > s for o, s in zip(own, other)),
+                                                     sum(o < s for o, s in zip(own, other))),
                              audio_accuracy=mean(aud_ok), per_class=per_class, seconds=round(time.time() - t0, 1))

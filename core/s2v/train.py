@@ -81,6 +81,7 @@ class TrainConfig:
     lambda_adv_video: float = 1.0  # eq. 9 video term
     lambda_nce: float = 1.0  # audio encoder InfoNCE (CVPR 2022)
     lambda_motion: float = 0.0  # not in the paper: |mean |G_t - G_t-1| - mean |x_t - x_t-1|| per frame step
+    lambda_sync: float = 0.0  # not in the paper: 1 - Pearson correlation of those two step-magnitude curves per clip
     gan_loss: str = "lsgan"  # "lsgan" (seed), "logistic" or "hinge"
     latent_anchor: str = "start"  # w̄ of eq. 3: "start" (the sampled w, seed) or "mean"
     walk_anchor: str = "eq3"  # the walk term's anchor: "eq3" (w̄, the seed) or "inverted" (ŵ_0, detached)
@@ -163,6 +164,17 @@ def config_from_json(data: dict, base: TrainConfig = LIGHT) -> TrainConfig:
 
 # ----------------------------------------------------------------------------------------------
 # Data
+
+
+def motion_correlation(fake: torch.Tensor, real: torch.Tensor, floor: float = 5e-3) -> torch.Tensor:
+    """Pearson correlation over time of two (B, T) step-magnitude curves, per clip (B,).
+
+    ``floor`` is added to the real curve's standard deviation (pixel units in [-1, 1]): a clip whose
+    picture changes evenly has no timing to follow, and its correlation tends to 0 instead of
+    amplifying noise."""
+    f = fake - fake.mean(dim=1, keepdim=True)
+    r = real - real.mean(dim=1, keepdim=True)
+    return (f * r).mean(dim=1) / ((f.square().mean(dim=1) + 1e-8).sqrt() * (r.square().mean(dim=1).sqrt() + floor))
 
 
 def frame_centres(n_frames: int, fps: float, offset_s: float, hop: int, sr: int) -> torch.Tensor:
@@ -481,15 +493,19 @@ def train(data, output, generator_path, clip_path, config: TrainConfig = LIGHT, 
             losses["walk"] = (lat - walk_ref[:, None]).square().mean()
             losses["adv_image"] = disc.g_loss(d_img(fake), cfg.gan_loss)
             losses["adv_video"] = disc.g_loss(d_vid(fake_clip.permute(0, 2, 1, 3, 4)), cfg.gan_loss)
-            if cfg.lambda_motion > 0:  # (B, T-1) frame-step magnitudes, generated vs real
+            if cfg.lambda_motion > 0 or cfg.lambda_sync > 0:  # (B, T-1) frame-step magnitudes, generated vs real
                 step_fake = (fake_clip[:, 1:] - fake_clip[:, :-1]).abs().mean(dim=(2, 3, 4))
                 step_real = (video[:, 1:] - video[:, :-1]).abs().mean(dim=(2, 3, 4))
-                losses["motion"] = (step_fake - step_real).abs().mean()
+                if cfg.lambda_motion > 0:
+                    losses["motion"] = (step_fake - step_real).abs().mean()
+                if cfg.lambda_sync > 0:  # *when* the picture changes, whatever the amount: 1 - corr per clip
+                    losses["sync"] = (1 - motion_correlation(step_fake, step_real)).mean()
             loss_g = (cfg.lambda_clip_image * losses["clip_image"] + cfg.lambda_latent * losses["latent"]
                       + cfg.lambda_image_text * losses.get("image_text", zero)
                       + cfg.lambda_walk * losses["walk"] + cfg.lambda_adv_image * losses["adv_image"]
                       + cfg.lambda_adv_video * losses["adv_video"]
-                      + cfg.lambda_motion * losses.get("motion", zero))
+                      + cfg.lambda_motion * losses.get("motion", zero)
+                      + cfg.lambda_sync * losses.get("sync", zero))
             opt_g.zero_grad(set_to_none=True)
             if opt_a is not None:
                 opt_a.zero_grad(set_to_none=True)
