@@ -183,16 +183,21 @@ def uses_played_frames(prompt: Mapping[str, Any]) -> bool:
 
 
 def format_played_frames(frames) -> str:
-    """``[3, 5, 7, 8, 9, 10]`` -> ``"3,5,7-10"`` (what ``core.hostutil.parse_played_frames`` reads)."""
+    """``[3, 5, 7, 8, 9, 10, 6, 5, 4]`` -> ``"3,5,7-10,6-4"``: runs of 3 or more frames going up or
+    down by one are written ``a-b`` (what ``core.hostutil.parse_played_frames`` reads)."""
     parts, i, frames = [], 0, [int(f) for f in frames]
     while i < len(frames):
         j = i
-        while j + 1 < len(frames) and frames[j + 1] == frames[j] + 1:
-            j += 1
-        parts.append(str(frames[i]) if j - i < 2 else f"{frames[i]}-{frames[j]}")
-        if 0 < j - i < 2:
-            parts.extend(str(f) for f in frames[i + 1:j + 1])
-        i = j + 1
+        if i + 1 < len(frames) and abs(frames[i + 1] - frames[i]) == 1:
+            step = frames[i + 1] - frames[i]
+            while j + 1 < len(frames) and frames[j + 1] == frames[j] + step:
+                j += 1
+        if j - i >= 2:
+            parts.append(f"{frames[i]}-{frames[j]}")
+            i = j + 1
+        else:
+            parts.append(str(frames[i]))
+            i += 1
     return ",".join(parts)
 
 

@@ -336,7 +336,9 @@ def test_played_frames_input_gives_the_local_workers_sound(job_env, tmp_path):
 
     frames = [59, 58, 57, 56, 50, 44, 38, 32, 26, 20, 14, 8, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9]  # reversed, Speed, straight
     text = format_played_frames(frames)
-    assert text == "59,58,57,56,50,44,38,32,26,20,14,8,2-9,9,9" and hostutil.parse_played_frames(text) == frames
+    assert text == "59-56,50,44,38,32,26,20,14,8,2-9,9,9" and hostutil.parse_played_frames(text) == frames
+    for case in ([1, 2], [5, 4], [1, 2, 3, 2, 1, 0], [7], [3, 3, 3], [0, 1, 2, 3, 5, 6]):
+        assert hostutil.parse_played_frames(format_played_frames(case)) == case, case
     assert hostutil.parse_played_frames("7-4, 1") == [7, 6, 5, 4, 1] and hostutil.parse_played_frames(" ") is None
     with pytest.raises(InputError, match="'x3'"):
         hostutil.parse_played_frames("1,x3")
