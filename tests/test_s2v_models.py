@@ -193,21 +193,26 @@ def test_walker_smoothing_blends_with_previous_latent():
     assert torch.allclose(w1s, 0.4 * w1 + 0.6 * w0, atol=1e-6)
 
 
-def test_onset_features_describe_the_next_frames_span():
-    """Row t drives frame t + 1 (eq. 4): its onset features cover 0.5/fps .. 1.5/fps after its centre."""
-    hop = 0.01  # 10 ms mel frames; segments of 41 centred on index 20
-    seg = torch.zeros(4, 8, 41)
-    seg[0, :, 27:] = 0.6  # a rise 70 ms after the centre: inside frame t+1's span at 10 fps (50..150 ms)
-    seg[1, :, 22:] = 0.6  # 20 ms after: still in frame t's own span -> no flux, but the level is seen
-    seg[2, :, 36:] = 0.6  # 160 ms after: past the span -> nothing
-    seg[3, :, 27:] = 0.3  # half the rise -> half the flux and level
-    f = wk.onset_features(seg, fps=10.0, hop_seconds=hop)
-    assert f.shape == (4, wk.ONSET_DIM)
-    assert torch.allclose(f[0], torch.tensor([0.6, 0.6 / 10, 0.6 * 8 / 10]))  # max, mean over 10 frames, level
-    assert f[1, 0] == 0 and f[1, 1] == 0 and torch.isclose(f[1, 2], torch.tensor(0.6))
-    assert torch.equal(f[2], torch.zeros(3))
-    assert torch.allclose(f[3], f[0] / 2)
-    # a slow frame rate whose span passes the segment's end is cut there (at least one frame)
+def test_onset_features_describe_the_pictured_span_and_its_neighbours():
+    """Row t drives frame t + 1 (eq. 4), which pictures frame t's span: features of that span (the
+    row's own, centre +- 0.5/fps) and of the spans before and after; a sound's edge is no onset."""
+    hop = 0.01  # 10 ms mel frames; segments of 41 centred on index 20; at 10 fps spans of 10 frames
+    seg = torch.full((5, 8, 41), 0.1)  # a quiet sound throughout
+    seg[0, :, 22:] = 0.7  # a rise 20 ms after the centre: the own span (15..25)
+    seg[1, :, 28:] = 0.7  # 80 ms after: the next span (25..35)
+    seg[2, :, 12:] = 0.7  # 80 ms before: the previous span (5..15)
+    seg[3, :, :22] = 0.0  # silence from the segment's start, then the sound: its edge, not an onset
+    seg[3, :, 22:] = 0.7
+    seg[4] = 0.1  # steady: nothing
+    f = wk.onset_features(seg, fps=10.0, hop_seconds=hop).view(5, 3, 3)  # (row, span -1/0/+1, max/mean/level)
+    assert wk.ONSET_DIM == 9 and f.shape == (5, 3, 3)
+    assert torch.allclose(f[0, 1], torch.tensor([0.6, 0.06, (7 * 0.1 + 3 * 0.7) / 10]))
+    assert f[0, 0, 0] == 0 and f[0, 2, 0] == 0  # the other spans saw no rise
+    assert f[1, 2, 0] == pytest.approx(0.6) and f[1, 1, 0] == 0
+    assert f[2, 0, 0] == pytest.approx(0.6) and f[2, 1, 0] == 0
+    assert f[3, :, 0].abs().max() == 0 and f[3, 1, 2] > 0  # no onset at the edge; the level is seen
+    assert f[4, :, :2].abs().max() == 0
+    # a slow frame rate whose spans pass the segment's ends is cut there (at least one frame each)
     assert torch.isfinite(wk.onset_features(seg, fps=0.5, hop_seconds=hop)).all()
     with pytest.raises(InputError, match="fps"):
         wk.onset_features(seg, fps=0.0, hop_seconds=hop)

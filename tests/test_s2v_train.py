@@ -190,7 +190,7 @@ def test_training_and_animate_feed_the_walker_the_same_onsets(tmp_path):
     from synesthesia.core.s2v import walker as wk
 
     sr, fps, n = 8000, 8.0, 12
-    wave = torch.zeros(1, int(1.5 * sr))
+    wave = 0.002 * torch.randn(1, int(1.5 * sr), generator=torch.Generator().manual_seed(1))  # a noise floor
     for t in (0.40, 0.95, 1.2):  # clicks: loud bursts of noise 30 ms long
         i = int(t * sr)
         wave[0, i:i + 240] = 0.8 * torch.randn(240, generator=torch.Generator().manual_seed(i))
@@ -215,14 +215,20 @@ def test_training_and_animate_feed_the_walker_the_same_onsets(tmp_path):
     pipe.walk(audio, sr, w_hat, fps=fps)
     animate_on = torch.cat(seen, dim=1)[0, :, T.WALKER.audio_dim:]
     assert animate_on.shape == train_on.shape == (n, wk.ONSET_DIM)
-    # the clicks (in frames 3, 7 and 9) are seen by the rows that make those frames, and only by them
-    assert (train_on[:, 0] > 0.2).nonzero()[:, 0].tolist() == [2, 6, 8]
-    assert (animate_on[:, 0] > 0.2).nonzero()[:, 0].tolist() == [2, 6, 8]
+    # the clicks happen in frames 3, 7 and 9: the rows whose own span holds them are 3, 7, 9 (they make
+    # frames 4, 8, 10, the first pictures after the clicks); the spans either side see them one row off
+    for on in (train_on, animate_on):
+        assert (on[:, 3] > 0.2).nonzero()[:, 0].tolist() == [3, 7, 9]
+        assert (on[:, 6] > 0.2).nonzero()[:, 0].tolist() == [2, 6, 8]
+        assert (on[:, 0] > 0.2).nonzero()[:, 0].tolist() == [4, 8, 10]
     # equal up to STFT framing: training pads 0.114 s of context before the clip, 14.25 hops, so its
     # mel frames sit a quarter hop off animate's: a click's largest one-frame rise differs by up to
-    # ~15 %, the means over the span by < 0.01
-    assert torch.allclose(animate_on[:, 1:], train_on[:, 1:], atol=0.01)
-    assert torch.allclose(animate_on[:, 0], train_on[:, 0], rtol=0.2, atol=1e-3)
+    # ~15 %, the means over a span by < 0.02
+    # (row 0 is left out: its spans reach the sound's first frames, where the two framings differ most)
+    peak = [0, 3, 6]
+    rest = [i for i in range(wk.ONSET_DIM) if i not in peak]
+    assert torch.allclose(animate_on[1:, rest], train_on[1:, rest], atol=0.02)
+    assert torch.allclose(animate_on[1:, peak], train_on[1:, peak], rtol=0.2, atol=5e-3)
 
 
 def test_motion_correlation_rewards_timing_not_amount():

@@ -11,9 +11,9 @@ sound is rendered in):
 with an optional latent smoothing ŵ_t ← β ŵ_t + (1 − β) ŵ_{t-1} (the seed code's β = 0.4;
 the paper has none, β = 1).
 
-Not in the paper, off by default (``onsets``): three numbers per step from the sound's mel —
-the largest and the mean positive spectral flux and the mean level over the time span of the
-frame being made (:func:`onset_features`) — fed beside the audio code. The code of a segment is
+Not in the paper, off by default (``onsets``): nine numbers per step from the sound's mel —
+the largest and the mean positive spectral flux and the mean level over the time span the new
+frame pictures and the spans either side (:func:`onset_features`) — fed beside the audio code. The code of a segment is
 trained to carry *what* is heard (CLIP semantics of half a second of sound); these carry *when*,
 so that the walk can move the picture on the sound's onsets (the embedded ``toy-s2v`` uses it).
 
@@ -72,7 +72,7 @@ class WalkerConfig:
         return [(0, a), (a, b), (b, n)]
 
 
-ONSET_DIM = 3  # max and mean positive spectral flux, mean level, over the next frame's span
+ONSET_DIM = 9  # max and mean positive spectral flux and mean level, over 3 frame spans (onset_features)
 DEFAULT = WalkerConfig()
 SEED = WalkerConfig(audio_dim=0, split=(4, 8), cell="gru", hidden_size=512, num_layers=5, bidirectional=True,
                     smoothing=0.4)
@@ -188,29 +188,38 @@ class LatentWalker(nn.Module):
         return latents, WalkState(w, prev_a, hidden, started)
 
 
+ONSET_SPANS = (-1, 0, 1)  # frame spans around each row's own, in frames (the one before, its own, the next)
+
+
 def onset_features(segments: torch.Tensor, fps: float, hop_seconds: float) -> torch.Tensor:
     """Per-frame onset features (not in the paper; :attr:`WalkerConfig.onsets`).
 
     ``segments`` (..., n_mels, L): the audio encoder's normalised log-mel segments in [0, 1], each
-    centred on its frame's time (the walker's input rows); ``hop_seconds`` = one mel frame. Row t
-    drives the step that makes frame t + 1 (eq. 4), so its features describe the span of frame
-    t + 1: mel frames from ``0.5 / fps`` to ``1.5 / fps`` after the centre (at least one, cut at
-    the segment's end). Returns (..., 3): the largest and the mean positive spectral flux (mean
-    over mel bands of the frame-to-frame rise) and the mean level in that span. The same
-    function serves training and inference, so their inputs cannot drift apart.
+    centred on its frame's time span (the walker's input rows); ``hop_seconds`` = one mel frame.
+    Row t drives the step that makes frame t + 1 (eq. 4), and frame t + 1 — a picture of the
+    instant (t + 1) / fps — shows what happened during frame t's span, so the features describe
+    that span and, for events whose picture leads or trails their sound, the spans either side
+    (:data:`ONSET_SPANS`): per span, the largest and the mean positive spectral flux (mean over mel
+    bands of the frame-to-frame rise; not out of a silence that reaches back to the segment's start,
+    the sound's edge) and the mean level, each span at least one mel frame, cut at the segment's ends. Returns (..., 3 * len(ONSET_SPANS)). The same function serves training and
+    inference, so their inputs cannot drift apart.
     """
     if fps <= 0 or hop_seconds <= 0:
         raise InputError(f"onset features need fps > 0 and a mel hop > 0, got fps {fps}, hop {hop_seconds} s")
     L = segments.shape[-1]
     c = L // 2
-    a = c + max(1, int(round(0.5 / fps / hop_seconds)))
-    b = c + max(1, int(round(1.5 / fps / hop_seconds)))
-    a = min(a, L - 1)
-    b = min(max(b, a + 1), L)
-    flux = (segments[..., 1:] - segments[..., :-1]).clamp_min(0).mean(dim=-2)  # (..., L-1); flux[i]: rise into frame i+1
-    span = flux[..., a - 1:b - 1]
-    level = segments[..., a:b].mean(dim=(-2, -1))
-    return torch.stack([span.amax(dim=-1), span.mean(dim=-1), level], dim=-1)
+    flux = (segments[..., 1:] - segments[..., :-1]).clamp_min(0).mean(dim=-2)  # (..., L-1); flux[i]: rise into i+1
+    # a rise out of silence that reaches back to the segment's start is the edge of the sound (or the
+    # zero padding past it), not an onset: every clip would otherwise "start" with one
+    started = (segments.amax(dim=-2) > 0).cumsum(dim=-1) > 0  # (..., L): at or after the first sounding frame
+    flux = flux * started[..., :-1].to(flux.dtype)
+    out = []
+    for k in ONSET_SPANS:
+        a = min(max(c + int(round((k - 0.5) / fps / hop_seconds)), 1), L - 1)
+        b = min(max(c + int(round((k + 0.5) / fps / hop_seconds)), a + 1), L)
+        span = flux[..., a - 1:b - 1]
+        out += [span.amax(dim=-1), span.mean(dim=-1), segments[..., a:b].mean(dim=(-2, -1))]
+    return torch.stack(out, dim=-1)
 
 
 def sound_input(config: WalkerConfig, codes: torch.Tensor, segments: torch.Tensor, fps: float,
