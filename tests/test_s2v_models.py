@@ -239,6 +239,18 @@ def test_walker_onset_input(tmp_path):
     assert torch.equal(wk.sound_input(TINY_WALK, codes, segs, 10.0, 0.01), codes)
     both = wk.sound_input(cfg, codes, segs, 10.0, 0.01)
     assert torch.equal(both[..., :5], codes) and torch.equal(both[..., 5:], wk.onset_features(segs, 10.0, 0.01))
+    # the onset gain: zero-initialised (gain 1); a bias of log 2 doubles every group's step
+    fresh = wk.LatentWalker(cfg)
+    assert fresh.onset_gate.weight.abs().max() == 0 and fresh.onset_gate.bias.abs().max() == 0
+    h = m.init_state(w0).hidden
+    with torch.no_grad():
+        m.onset_gate.weight.zero_()
+        m.onset_gate.bias.zero_()
+    w1, _ = m.step(w0, x[:, 0], h)
+    with torch.no_grad():
+        m.onset_gate.bias.fill_(float(torch.tensor(2.0).log()))
+    w2, _ = m.step(w0, x[:, 0], h)
+    assert torch.allclose(w2 - w0, 2 * (w1 - w0), atol=1e-5)
     # a walker folder written before the field existed loads with onsets off
     import json
 

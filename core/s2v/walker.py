@@ -13,7 +13,9 @@ the paper has none, β = 1).
 
 Not in the paper, off by default (``onsets``): nine numbers per step from the sound's mel —
 the largest and the mean positive spectral flux and the mean level over the time span the new
-frame pictures and the spans either side (:func:`onset_features`) — fed beside the audio code. The code of a segment is
+frame pictures and the spans either side (:func:`onset_features`) — fed beside the audio code,
+and, through a small zero-initialised map, a gain on each group's step (``exp(W o + b)``: how far
+the picture moves can follow the onsets directly). The code of a segment is
 trained to carry *what* is heard (CLIP semantics of half a second of sound); these carry *when*,
 so that the walk can move the picture on the sound's onsets (the embedded ``toy-s2v`` uses it).
 
@@ -135,6 +137,12 @@ class LatentWalker(nn.Module):
         self.config = config
         self.ranges = config.group_ranges()
         self.blocks = nn.ModuleList([LatentRNN(b - a, config) for a, b in self.ranges])
+        # onsets: a per-group gain on each step, exp(W o + b), from the onset features o; zero-initialised
+        # (gain 1: the plain walker), so the sound's onsets can scale how far the picture moves
+        self.onset_gate = nn.Linear(ONSET_DIM, len(self.ranges)) if config.onsets else None
+        if self.onset_gate is not None:
+            nn.init.zeros_(self.onset_gate.weight)
+            nn.init.zeros_(self.onset_gate.bias)
 
     def init_state(self, w0: torch.Tensor) -> WalkState:
         """Start a walk at latent w0 (B, n_latent, w_dim) (the sound-inverted ŵ_a of eq. 1)."""
@@ -152,10 +160,16 @@ class LatentWalker(nn.Module):
         if self.config.input_dim and audio is None:
             raise InputError("this walker was trained with audio codes: pass the audio embedding of each segment")
         B = w.shape[0]
+        gain = None
+        if self.onset_gate is not None:  # (B, groups), within e^-3 .. e^3
+            gain = self.onset_gate(audio[:, self.config.audio_dim:]).clamp(-3.0, 3.0).exp()
         outs, new_hidden = [], []
-        for (a, b), blk, h in zip(self.ranges, self.blocks, hidden):
+        for k, ((a, b), blk, h) in enumerate(zip(self.ranges, self.blocks, hidden)):
             g, h = blk(w[:, a:b].reshape(B, -1), audio if self.config.input_dim else None, h)
-            outs.append(g.view(B, b - a, -1))
+            g = g.view(B, b - a, -1)
+            if gain is not None:
+                g = w[:, a:b] + gain[:, k, None, None] * (g - w[:, a:b])
+            outs.append(g)
             new_hidden.append(h)
         w_next = torch.cat(outs, dim=1)
         beta = self.config.smoothing
