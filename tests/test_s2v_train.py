@@ -242,3 +242,16 @@ def test_motion_correlation_rewards_timing_not_amount():
     noise = torch.tensor([[0.02, 0.05, 0.01, 0.04, 0.03, 0.02, 0.05]])
     assert abs(float(tr.motion_correlation(noise, flat_real)[0])) < 1e-3  # nothing to follow: ~0, not noise
     assert tr.config_from_json({"lambda_sync": 2.0}).lambda_sync == 2.0
+
+
+def test_toy32_preset_is_what_the_shipped_walker_was_trained_with():
+    """The recipe's second stage (`--preset toy32`) must remake the shipped toy-s2v: same walker design; the
+    onset experiment lives in its own preset."""
+    from synesthesia.core import defaults
+    from synesthesia.core.s2v.walker import load_walker
+
+    shipped = load_walker(defaults.default_path("toy-s2v") / "walker").config
+    assert shipped.onsets == tr.TOY32.walker.onsets is False and tr.TOY32.lambda_sync == 0
+    assert shipped.hidden_size == tr.TOY32.walker.hidden_size and shipped.residual_scale == tr.TOY32.walker.residual_scale
+    exp = tr.PRESETS["toy32-onsets"]
+    assert exp.walker.onsets and exp.lambda_sync > 0 and exp.clip_frames == tr.TOY32.clip_frames
