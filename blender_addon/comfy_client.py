@@ -248,13 +248,11 @@ def prepare_prompt(job: Mapping[str, Any], uploaded: str) -> tuple[dict, str]:
         if window is not None:
             values["start"], values["duration"] = window
         else:  # the picture as played: the file frame at each timeline frame, at the scene's rate
-            played = {"played_frames": format_played_frames(job["frames"]), "fps": float(job["fps"]), "start": 0.0,
-                      "duration": float(job["duration"])}
+            values["start"], values["duration"] = 0.0, float(job["duration"])
+            played = {"played_frames": format_played_frames(job["frames"]), "fps": float(job["fps"])}
             for node in prompt.values():
                 if node["class_type"] in PLAYED_NODES:
                     node["inputs"].update(played)
-            values.pop("start", None)
-            values.pop("duration", None)
         prompt[loads[0]]["inputs"]["file"] = uploaded
         table = FOLEY_INPUTS
     else:

@@ -108,13 +108,18 @@ def _settings(scene, prefs, kind: str) -> dict:
             "workflow": bpy.path.abspath(prefs.workflow) if prefs.workflow else ""}
 
 
+def _speed_factor_paths(effect) -> set:
+    """The data paths of the effect's speed factor (4.4+ ``strips_all``, before ``sequences_all``)."""
+    return {f'sequence_editor.{c}["{effect.name}"].speed_factor' for c in ("strips_all", "sequences_all")}
+
+
 def _speed_factor_curve(scene, effect):
     """The F-curve animating the effect's speed factor, else None."""
     anim = scene.animation_data
     action = anim.action if anim is not None else None
     if action is None:
         return None
-    paths = {f'sequence_editor.{c}["{effect.name}"].speed_factor' for c in ("strips_all", "sequences_all")}
+    paths = _speed_factor_paths(effect)
     curves = getattr(action, "fcurves", None)
     if curves is None:  # 5.0: layered actions keep curves per slot
         try:
@@ -132,8 +137,7 @@ def _speed_factor_curve(scene, effect):
 
 def _speed_factor_driven(scene, effect) -> bool:
     anim = scene.animation_data
-    paths = {f'sequence_editor.{c}["{effect.name}"].speed_factor' for c in ("strips_all", "sequences_all")}
-    return anim is not None and any(d.data_path in paths for d in anim.drivers)
+    return anim is not None and any(d.data_path in _speed_factor_paths(effect) for d in anim.drivers)
 
 
 def snapshot_movie(scene, strip) -> dict:

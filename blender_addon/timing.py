@@ -101,11 +101,12 @@ def speed_frame_map(effect, source, factors: Sequence[float]) -> list[float]:
     if len(factors) < n:
         raise TimingError(f"Speed effect {effect.name!r}: {len(factors)} speed factors for {n} frames")
     top = float(source.frame_duration)
-    out, target = [0.0], 0.0
-    for i in range(1, n):
-        target = min(max(target + float(factors[i]), 0.0), top)
+    out, target = [], 0.0
+    for i in range(n):  # frame 0 shows the input's start; each later frame adds the factor there
+        if i:
+            target = min(max(target + float(factors[i]), 0.0), top)
         out.append(target)
-    return out[:max(n, 0)]
+    return out
 
 
 def speed_target_frame(effect, source, timeline_frame: int, frame_map: Optional[Sequence[float]] = None) -> float:

@@ -41,15 +41,11 @@ def _frames(images, video, fps, rate: float, start: float = 0.0, duration: float
     its conditioning frames read as the Blender worker reads them (source resolution).
     """
     order = hostutil.parse_played_frames(played)
-    if order is not None:
-        if video is not None:
-            src = hostutil.video_source_path(video)
-            if src is not None:
-                return hostutil.played_conditioning(order, fps, rate, path=src)[:3]
-            return hostutil.played_conditioning(order, fps, rate, frames=hostutil.video_parts(video).frames)[:3]
-        if images is None:
-            raise InputError("connect the video's frames ('images') or a 'video'")
-        return hostutil.played_conditioning(order, fps, rate, frames=hostutil.frames_from_host(images))[:3]
+    if order is not None and (video is not None or images is not None):
+        src = hostutil.video_source_path(video) if video is not None else None
+        held = None if src is not None else (
+            hostutil.video_parts(video).frames if video is not None else hostutil.frames_from_host(images))
+        return hostutil.played_conditioning(order, fps, rate, path=src, frames=held)[:3]
     if video is not None:
         src = hostutil.video_source_path(video)
         if src is not None:

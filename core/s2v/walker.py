@@ -215,8 +215,9 @@ def onset_features(segments: torch.Tensor, fps: float, hop_seconds: float) -> to
     that span and, for events whose picture leads or trails their sound, the spans either side
     (:data:`ONSET_SPANS`): per span, the largest and the mean positive spectral flux (mean over mel
     bands of the frame-to-frame rise; not out of a silence that reaches back to the segment's start,
-    the sound's edge) and the mean level, each span at least one mel frame, cut at the segment's ends. Returns (..., 3 * len(ONSET_SPANS)). The same function serves training and
-    inference, so their inputs cannot drift apart.
+    the sound's edge) and the mean level, each span at least one mel frame, cut at the segment's
+    ends. Returns (..., 3 * len(ONSET_SPANS)). The same function serves training and inference, so
+    their inputs cannot drift apart.
     """
     if fps <= 0 or hop_seconds <= 0:
         raise InputError(f"onset features need fps > 0 and a mel hop > 0, got fps {fps}, hop {hop_seconds} s")
