@@ -124,13 +124,20 @@ def test_eval_defaults_s2v_runs_on_held_out_toyscape(tmp_path, capsys):
     rep = json.loads(io.out)
     assert rep["clips"] == len(toyscape.CLASSES) and set(rep["per_class"]) == set(toyscape.CLASSES)
     for k in ("class_accuracy", "real_class_accuracy", "av_align", "av_align_shuffled", "av_align_real",
-              "audio_accuracy", "own_above_shuffled", "sign_test_p"):
+              "audio_accuracy", "own_above_shuffled", "sign_test_p", "av_align_real_at_fps", "av_align_real_shuffled",
+              "real_own_above_shuffled", "real_sign_test_p", "paired_p", "real_paired_p"):
         assert 0.0 <= rep[k] <= 1.0, (k, rep[k])
-    from synesthesia.core.s2v.defaults_eval import sign_test_p
+    from synesthesia.core.s2v.defaults_eval import paired_permutation_p, sign_test_p
 
     # exact binomial tails: 5 of 5 -> 1/32; 29 of 45 -> 0.036; 27 of 45 -> 0.116; none -> 1
     assert sign_test_p(5, 0) == 1 / 32 and sign_test_p(0, 0) == 1.0
     assert round(sign_test_p(29, 16), 3) == 0.036 and round(sign_test_p(27, 18), 3) == 0.116
+    # exact sign flips for n <= 16: three positive differences -> only the observed assignment
+    # (and none larger) of the 8 reaches the mean; random flips beyond 16: a clear shift is rare, none is not
+    assert paired_permutation_p([0.1, 0.2, 0.3]) == 1 / 8 and paired_permutation_p([]) == 1.0
+    assert paired_permutation_p([0.1, -0.1]) == 0.75  # observed mean 0; the flips' means 0, 0, 0.1, -0.1
+    assert paired_permutation_p([0.05] * 30 + [-0.05] * 5) < 0.001
+    assert paired_permutation_p([0.05] * 15 + [-0.05] * 15) > 0.4
     # the real clips' motion follows their sound (toyscape ties events to sounds)
     assert rep["av_align_real"] > 0
     assert [p.name for p in (tmp_path / "pics").iterdir()] == ["s2v_frames.png"]  # one row real, one generated per class

@@ -12,7 +12,11 @@ encoder) and:
   (clip ``i`` gets the sounds of clips ``i + 1 .. i + SHUFFLES``, derangements, mostly of its own
   class: the same kind of sound at other times), averaged per clip; the fraction of clips whose
   own sound scores higher, and a one-sided exact sign test over the clips (ties dropped) say
-  whether the motion follows *its* sound. The real video with its own sound is the reference.
+  whether the motion follows *its* sound; a paired permutation test of the mean difference uses
+  the sizes of the differences too. The real video with its own sound is the reference; the
+  real video rendered at the generated frame rate, scored the same way (own vs the same shuffled
+  sounds), is the test's ceiling on toyscape: how clearly a video that moves exactly as the world
+  does can beat the shuffled sounds at this frame rate.
 * **audio**: the audio encoder's zero-shot class accuracy on the clips' sounds: the mean
   segment embedding (:func:`~.metrics.audio_embedding`) against the class-name text embeddings.
 """
@@ -38,8 +42,14 @@ class S2VDefaultsReport:
     av_align: float  # generated video with its driving sound
     av_align_shuffled: float  # the same videos with other clips' sounds (mean of SHUFFLES per clip)
     av_align_real: float  # real video with its own sound
+    av_align_real_at_fps: float  # the real clip rendered at ``fps``, with its own sound
+    av_align_real_shuffled: float  # the same, with the shuffled sounds
+    real_own_above_shuffled: float  # the ceiling of own_above_shuffled: the real clips at ``fps``
+    real_sign_test_p: float  # the sign test for the real clips at ``fps``
+    real_paired_p: float  # the paired permutation test for the real clips at ``fps``
     own_above_shuffled: float  # fraction of clips whose video scores higher with its own sound (ties: half)
     sign_test_p: float  # one-sided exact sign test of own > shuffled over the clips (ties dropped)
+    paired_p: float  # one-sided paired permutation test of mean(own - shuffled) > 0 (uses the sizes too)
     audio_accuracy: float  # audio encoder zero-shot on the sounds
     per_class: dict = field(default_factory=dict)  # label -> generated-frame accuracy
     seconds: float = 0.0
@@ -57,6 +67,23 @@ def sign_test_p(wins: int, losses: int) -> float:
 
     n = wins + losses
     return float(sum(comb(n, k) for k in range(wins, n + 1)) / 2 ** n) if n else 1.0
+
+
+def paired_permutation_p(differences, permutations: int = 20000, seed: int = 0) -> float:
+    """One-sided p of ``mean(d) > 0`` under the null that each paired difference is as likely
+    negated: the fraction of random sign flips (seeded) whose mean reaches the observed one, counting
+    the observed assignment (so never 0). Exact over all 2^n flips when n <= 16."""
+    d = torch.as_tensor(list(differences), dtype=torch.float64)
+    n = d.numel()
+    if n == 0:
+        return 1.0
+    observed = float(d.mean()) - 1e-12
+    if n <= 16:
+        signs = 1 - 2 * ((torch.arange(2 ** n)[:, None] >> torch.arange(n)) & 1).to(torch.float64)
+        return float(((signs * d).mean(1) >= observed).double().mean())
+    g = torch.Generator().manual_seed(seed)
+    signs = 1 - 2 * torch.randint(0, 2, (permutations, n), generator=g).to(torch.float64)
+    return float((1 + ((signs * d).mean(1) >= observed).sum()) / (permutations + 1))
 
 
 def label_text(label: str) -> str:
@@ -87,7 +114,7 @@ def evaluate(generator_path, models_dir, clip_path, clips_per_class: int = 5, du
 
     items = [(label, toyscape.HELD_OUT_SEED_BASE + i) for label in names for i in range(clips_per_class)]
     gen_ok, real_ok, aud_ok = [], [], []
-    videos, sounds, real_av = [], [], []
+    videos, sounds, real_av, real_videos = [], [], [], []
     for k, (label, seed) in enumerate(items):
         c = toyscape.make_clip(label, seed, duration=duration)
         y = names.index(label)
@@ -102,13 +129,22 @@ def evaluate(generator_path, models_dir, clip_path, clips_per_class: int = 5, du
         videos.append((frames.permute(0, 2, 3, 1) * 255).round().clamp(0, 255).to(torch.uint8))
         sounds.append((c.audio, c.sample_rate))
         real_av.append(av_align_arrays(c.frames, c.fps, c.audio, c.sample_rate).score)
+        real_videos.append(c.frames if c.fps == fps else toyscape.make_clip(label, seed, duration=duration, fps=fps).frames)
         if callback is not None:
             callback(k + 1, len(items), {"stage": "eval s2v"})
     n = len(items)
-    own = [av_align_arrays(v, fps, *sounds[i]).score for i, v in enumerate(videos)]
     k_other = max(1, min(SHUFFLES, n - 1))
-    other = [sum(av_align_arrays(v, fps, *sounds[(i + s) % n]).score for s in range(1, k_other + 1)) / k_other
-             for i, v in enumerate(videos)]
+
+    def own_and_shuffled(vids):  # per clip: AV-Align with its own sound, and the mean over the shuffled ones
+        own = [av_align_arrays(v, fps, *sounds[i]).score for i, v in enumerate(vids)]
+        other = [sum(av_align_arrays(v, fps, *sounds[(i + s) % n]).score for s in range(1, k_other + 1)) / k_other
+                 for i, v in enumerate(vids)]
+        above = [1.0 if o > s else 0.5 if o == s else 0.0 for o, s in zip(own, other)]
+        p = sign_test_p(sum(o > s for o, s in zip(own, other)), sum(o < s for o, s in zip(own, other)))
+        return own, other, above, p, paired_permutation_p([o - s for o, s in zip(own, other)])
+
+    own, other, above, p_gen, pp_gen = own_and_shuffled(videos)
+    real_own, real_other, real_above, p_real, pp_real = own_and_shuffled(real_videos)
     per_class = {lab: sum(gen_ok[i] for i in range(n) if items[i][0] == lab) / clips_per_class for lab in names}
     if pictures is not None:
         from pathlib import Path
@@ -125,7 +161,7 @@ def evaluate(generator_path, models_dir, clip_path, clips_per_class: int = 5, du
     mean = lambda xs: float(sum(xs) / len(xs)) if xs else float("nan")  # noqa: E731
     return S2VDefaultsReport(clips=n, fps=fps, class_accuracy=mean(gen_ok), real_class_accuracy=mean(real_ok),
                              av_align=mean(own), av_align_shuffled=mean(other), av_align_real=mean(real_av),
-                             own_above_shuffled=mean([1.0 if o > s else 0.5 if o == s else 0.0 for o, s in zip(own, other)]),
-                             sign_test_p=sign_test_p(sum(o > s for o, s in zip(own, other)),
-                                                     sum(o < s for o, s in zip(own, other))),
+                             av_align_real_at_fps=mean(real_own), av_align_real_shuffled=mean(real_other),
+                             real_own_above_shuffled=mean(real_above), real_sign_test_p=p_real,
+                             real_paired_p=pp_real, own_above_shuffled=mean(above), sign_test_p=p_gen, paired_p=pp_gen,
                              audio_accuracy=mean(aud_ok), per_class=per_class, seconds=round(time.time() - t0, 1))
