@@ -140,4 +140,5 @@ def test_eval_defaults_s2v_runs_on_held_out_toyscape(tmp_path, capsys):
     assert paired_permutation_p([0.05] * 15 + [-0.05] * 15) > 0.4
     # the real clips' motion follows their sound (toyscape ties events to sounds)
     assert rep["av_align_real"] > 0
+    assert rep["frame_fd"] > 0 and rep["frame_fd_generator"] > 0  # random models: far from toyscape's frames
     assert [p.name for p in (tmp_path / "pics").iterdir()] == ["s2v_frames.png"]  # one row real, one generated per class

@@ -17,6 +17,10 @@ encoder) and:
   real video rendered at the generated frame rate, scored the same way (own vs the same shuffled
   sounds), is the test's ceiling on toyscape: how clearly a video that moves exactly as the world
   does can beat the shuffled sounds at this frame rate.
+* **frames**: the Fréchet distance between the CLIP image embeddings of the generated frames and
+  of the clips' real frames (an FID in the default image encoder's space): how far the pictures
+  are from toyscape's. The generator's own random samples (seeded start latents at the same
+  truncation, no sound, no walk) are the reference: what the frozen generator gives unguided.
 * **audio**: the audio encoder's zero-shot class accuracy on the clips' sounds: the mean
   segment embedding (:func:`~.metrics.audio_embedding`) against the class-name text embeddings.
 """
@@ -51,6 +55,8 @@ class S2VDefaultsReport:
     sign_test_p: float  # one-sided exact sign test of own > shuffled over the clips (ties dropped)
     paired_p: float  # one-sided paired permutation test of mean(own - shuffled) > 0 (uses the sizes too)
     audio_accuracy: float  # audio encoder zero-shot on the sounds
+    frame_fd: float = float("nan")  # FD of the generated frames' CLIP image embeddings to the real frames'
+    frame_fd_generator: float = float("nan")  # the same for the generator's own random samples (reference)
     per_class: dict = field(default_factory=dict)  # label -> generated-frame accuracy
     seconds: float = 0.0
 
@@ -98,7 +104,7 @@ def evaluate(generator_path, models_dir, clip_path, clips_per_class: int = 5, du
     that clip's real frames)."""
     from .. import toyscape
     from ..clip import load_clip
-    from ..v2a.metrics import av_align_arrays
+    from ..v2a.metrics import av_align_arrays, frechet_distance_features
     from .metrics import audio_embedding
     from .pipeline import SoundToVideoPipeline
 
@@ -108,21 +114,26 @@ def evaluate(generator_path, models_dir, clip_path, clips_per_class: int = 5, du
     names = list(toyscape.CLASSES)
     text = F.normalize(clip.encode_text([label_text(n) for n in names]).float(), dim=-1).cpu()  # (9, D)
 
-    def classify(frames01):  # (N, 3, H, W) in [0, 1] -> class index
-        e = F.normalize(clip.encode_images(frames01.to(pipe.device)).float(), dim=-1).mean(0).cpu()
-        return int((F.normalize(e, dim=-1) @ text.T).argmax())
+    def embed(frames01):  # (N, 3, H, W) in [0, 1] -> normalised CLIP image embeddings (N, D)
+        return F.normalize(clip.encode_images(frames01.to(pipe.device)).float(), dim=-1).cpu()
+
+    def classify(emb):  # (N, D) -> class index of the mean embedding
+        return int((F.normalize(emb.mean(0), dim=-1) @ text.T).argmax())
 
     items = [(label, toyscape.HELD_OUT_SEED_BASE + i) for label in names for i in range(clips_per_class)]
     gen_ok, real_ok, aud_ok = [], [], []
     videos, sounds, real_av, real_videos = [], [], [], []
+    gen_emb, real_emb = [], []
     for k, (label, seed) in enumerate(items):
         c = toyscape.make_clip(label, seed, duration=duration)
         y = names.index(label)
         res = pipe(c.audio, c.sample_rate, seed=k, fps=fps, truncation=truncation)
         frames = res.frames  # (N, 3, H, W) in [0, 1]
-        gen_ok.append(classify(frames) == y)
+        gen_emb.append(embed(frames))
+        gen_ok.append(classify(gen_emb[-1]) == y)
         real = c.frames.permute(0, 3, 1, 2).float() / 255.0
-        real_ok.append(classify(real) == y)
+        real_emb.append(embed(real))
+        real_ok.append(classify(real_emb[-1]) == y)
         if pipe.audio_encoder is not None:
             a = F.normalize(audio_embedding(pipe.audio_encoder, c.audio, c.sample_rate), dim=-1)
             aud_ok.append(int((a @ text.T).argmax()) == y)
@@ -145,6 +156,18 @@ def evaluate(generator_path, models_dir, clip_path, clips_per_class: int = 5, du
 
     own, other, above, p_gen, pp_gen = own_and_shuffled(videos)
     real_own, real_other, real_above, p_real, pp_real = own_and_shuffled(real_videos)
+    # the reference: as many of the generator's own random samples as generated frames, seeded, same truncation
+    G = pipe.generator
+    g = torch.Generator().manual_seed(0)
+    n_gen = sum(e.shape[0] for e in gen_emb)
+    own_samples = []
+    for i in range(0, n_gen, 64):
+        z = torch.randn(min(64, n_gen - i), G.z_dim, generator=g).to(pipe.device, next(G.parameters()).dtype)
+        w = G.mapping(z, truncation=truncation)[:, None].expand(-1, G.n_latent, -1)
+        own_samples.append(embed((G.synthesis(w, noise_mode="const").float().clamp(-1, 1) + 1) / 2))
+    real_all = torch.cat(real_emb)
+    frame_fd = frechet_distance_features(torch.cat(gen_emb), real_all)
+    frame_fd_generator = frechet_distance_features(torch.cat(own_samples), real_all)
     per_class = {lab: sum(gen_ok[i] for i in range(n) if items[i][0] == lab) / clips_per_class for lab in names}
     if pictures is not None:
         from pathlib import Path
@@ -164,4 +187,5 @@ def evaluate(generator_path, models_dir, clip_path, clips_per_class: int = 5, du
                              av_align_real_at_fps=mean(real_own), av_align_real_shuffled=mean(real_other),
                              real_own_above_shuffled=mean(real_above), real_sign_test_p=p_real,
                              real_paired_p=pp_real, own_above_shuffled=mean(above), sign_test_p=p_gen, paired_p=pp_gen,
-                             audio_accuracy=mean(aud_ok), per_class=per_class, seconds=round(time.time() - t0, 1))
+                             audio_accuracy=mean(aud_ok), frame_fd=frame_fd, frame_fd_generator=frame_fd_generator,
+                             per_class=per_class, seconds=round(time.time() - t0, 1))
