@@ -125,6 +125,21 @@ def _save_json(path: Path, data) -> None:
 # scoring helpers
 
 
+def scorer_key(*folders) -> str:
+    """Short hash of the weight files in ``folders``: part of every score cache's name, so a changed
+    default audio encoder (or CLIP) is scored afresh instead of reusing the old encoder's scores."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for folder in folders:
+        for f in sorted(Path(folder).glob("*.safetensors")) or sorted(Path(folder).glob("*.bin")):
+            h.update(f.name.encode())
+            with open(f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+    return h.hexdigest()[:10]
+
+
 class AudioScorer:
     """The default audio encoder as a classifier and feature extractor (FD/KL "ours")."""
 
@@ -139,6 +154,7 @@ class AudioScorer:
         with torch.no_grad():
             self.text = F.normalize(clip.encode_text(self.names).float(), dim=-1).cpu()
         self.scale = float(self.encoder.logit_scale.detach().exp().clamp(max=100))
+        self.key = scorer_key(audio_encoder, clip_path)
 
     def embed(self, wav: torch.Tensor, sr: int) -> torch.Tensor:
         from .s2v.metrics import audio_embedding
@@ -375,7 +391,7 @@ def run_v2a_table(cfg: TablesConfig, table: str, callback: Optional[Callable] = 
     for row in TABLES[table]:
         per_seed = {}
         for seed in cfg.seeds:
-            cache = work / "scores" / f"v2a-{_slug(row)}-s{seed}-{cfg.clips_per_class}x{cfg.sample_steps}.json"
+            cache = work / "scores" / f"v2a-{_slug(row)}-s{seed}-{cfg.clips_per_class}x{cfg.sample_steps}-{scorer.key}.json"
             den = train_v2a_run(cfg, row, seed, callback)
             if cache.is_file():
                 per_seed[seed] = json.loads(cache.read_text())
@@ -402,7 +418,7 @@ def run_s2v_table(cfg: TablesConfig, callback: Optional[Callable] = None) -> Tab
     per_row = {r: {} for r in S2V_ROWS}
     frames = {}
     for seed in cfg.seeds:
-        cache = work / "scores" / f"s2v-s{seed}-{cfg.clips_per_class}.json"
+        cache = work / "scores" / f"s2v-s{seed}-{cfg.clips_per_class}-{scorer.key}.json"
         models = train_s2v_run(cfg, seed)
         if cache.is_file():
             res = json.loads(cache.read_text())

@@ -108,3 +108,19 @@ def test_every_scheme_gets_its_own_config_and_a_wrong_cached_run_is_refused(tmp_
                               vocoder="h", audio_encoder="a")
     with pytest.raises(InputError, match=r"holds a Z\(V\+O\) denoiser but row V\+O needs ZV\+O"):
         tables.train_v2a_run(cfg, "V+O", 0)
+
+
+def test_score_caches_are_named_by_the_scoring_models(tmp_path):
+    """A changed default audio encoder (or CLIP) must be scored afresh: the key of the score cache
+    files hashes their weight files, and only those."""
+    enc, clip = tmp_path / "enc", tmp_path / "clip"
+    for d in (enc, clip):
+        d.mkdir()
+        (d / "model.safetensors").write_bytes(b"weights " + d.name.encode())
+        (d / "config.json").write_text("{}")
+    key = tables.scorer_key(enc, clip)
+    assert len(key) == 10 and tables.scorer_key(enc, clip) == key
+    (enc / "config.json").write_text('{"note": 1}')
+    assert tables.scorer_key(enc, clip) == key  # not the config's formatting
+    (enc / "model.safetensors").write_bytes(b"other weights")
+    assert tables.scorer_key(enc, clip) != key
