@@ -197,7 +197,8 @@ class Stage:
     ``steps`` are project command lines (argv after ``synesthesia``) run in order in this process;
     ``{out}`` is the weights folder being written and ``{work}`` the scratch folder (datasets,
     training runs). A step whose first word starts with ``@`` is done here: ``@copy SRC DST``
-    replaces folder DST by a copy of SRC (atomically). ``output`` is the folder (under ``{out}``
+    replaces folder DST by a copy of SRC (atomically); ``@clear DIR`` removes DIR, a folder under
+    ``{work}`` (a training run's checkpoints from an earlier attempt, which a fresh run refuses). ``output`` is the folder (under ``{out}``
     or ``{work}``) whose presence, with the marker of this recipe or the shipped hashes, means
     the stage is done.
     """
@@ -271,18 +272,20 @@ RECIPES: tuple[Stage, ...] = (
     ),
     Stage(
         "toy-s2v", "{out}/toy-s2v",
-        steps=(("train-s2v", "{work}/toyscape-train", "-o", "{work}/toy-s2v-run", "--generator", "{out}/toy-stylegan2",
+        steps=(("@clear", "{work}/toy-s2v-run"), ("@clear", "{work}/toy-s2v-run32"),
+               ("train-s2v", "{work}/toyscape-train", "-o", "{work}/toy-s2v-run", "--generator", "{out}/toy-stylegan2",
                 "--clip", "{out}/toy-clip", "--preset", "toy"),
                ("train-s2v", "{work}/toyscape-train", "-o", "{work}/toy-s2v-run32", "--generator", "{out}/toy-stylegan2",
-                "--clip", "{out}/toy-clip", "--preset", "toy32", "--audio-encoder", "{work}/toy-s2v-run/audio_encoder"),
+                "--clip", "{out}/toy-clip", "--preset", "toy32-onsets", "--audio-encoder", "{work}/toy-s2v-run/audio_encoder"),
                ("@copy", "{work}/toy-s2v-run32/audio_encoder", "{out}/toy-s2v/audio_encoder"),
                ("@copy", "{work}/toy-s2v-run32/inversion_encoder", "{out}/toy-s2v/inversion_encoder"),
                ("@copy", "{work}/toy-s2v-run32/walker", "{out}/toy-s2v/walker")),
-        seed=0, wall_s=1195 + 2910, machine="first stage: 2-core CPU shared with six other jobs (load ~15-20); "
-                                                 "second: 1 thread, the other core training toy-vta",
+        seed=0, wall_s=1195 + 2908, machine="first stage: 2-core CPU shared with six other jobs (load ~15-20); "
+                                                 "second: 1 thread, the other core training too",
         needs=("toyscape-train", "toy-clip", "toy-stylegan2"), shipped="toy-s2v",
-        note="two stages, seed 0: the toy preset's 150 steps on 2 s clips (what shipped before), then toy32: 600 steps on "
-             "whole 4 s clips (32 frames) with the audio encoder continued; it learns toy-clip's embeddings of the class names",
+        note="two stages, seed 0: the toy preset's 150 steps on 2 s clips, then toy32-onsets: 700 steps on whole 4 s "
+             "clips (32 frames) with the walker's onset inputs, the sync term and the audio encoder continued; it "
+             "learns toy-clip's embeddings of the class names",
     ),
     Stage(
         "toy-vta", "{out}/toy-vta",
@@ -350,6 +353,13 @@ def _copy_folder(src: Path, dst: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _clear_folder(folder: Path, work: Path) -> None:
+    if not folder.resolve().is_relative_to(work.resolve()) or folder.resolve() == work.resolve():
+        raise InputError(f"@clear: {folder} is not a folder under the scratch folder {work}: the recipe is wrong")
+    if folder.exists():
+        shutil.rmtree(folder)
+
+
 def run_stage(stage: Stage, out: Path, work: Path, run: Callable[[list[str]], int]) -> None:
     """Run one stage's steps (``run(argv) -> exit code`` runs a project command) and mark it done."""
     if not stage.steps:
@@ -360,6 +370,9 @@ def run_stage(stage: Stage, out: Path, work: Path, run: Callable[[list[str]], in
         argv = [_fill(a, out, work) for a in step]
         if argv[0] == "@copy":
             _copy_folder(Path(argv[1]), Path(argv[2]))
+            continue
+        if argv[0] == "@clear":
+            _clear_folder(Path(argv[1]), work)
             continue
         rc = run(argv)
         if rc:

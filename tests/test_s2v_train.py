@@ -244,14 +244,36 @@ def test_motion_correlation_rewards_timing_not_amount():
     assert tr.config_from_json({"lambda_sync": 2.0}).lambda_sync == 2.0
 
 
-def test_toy32_preset_is_what_the_shipped_walker_was_trained_with():
-    """The recipe's second stage (`--preset toy32`) must remake the shipped toy-s2v: same walker design; the
-    onset experiment lives in its own preset."""
+def test_the_recipe_remakes_the_shipped_walker_design():
+    """The shipped toy-s2v is the recipe's second stage, toy32-onsets, whose walker takes onset
+    features; toy32 (the second stage until 28 Nov 2026) keeps the plain walker."""
+    import dataclasses
+
     from synesthesia.core import defaults
     from synesthesia.core.s2v.walker import load_walker
 
     shipped = load_walker(defaults.default_path("toy-s2v") / "walker").config
-    assert shipped.onsets == tr.TOY32.walker.onsets is False and tr.TOY32.lambda_sync == 0
-    assert shipped.hidden_size == tr.TOY32.walker.hidden_size and shipped.residual_scale == tr.TOY32.walker.residual_scale
-    exp = tr.PRESETS["toy32-onsets"]
-    assert exp.walker.onsets and exp.lambda_sync > 0 and exp.clip_frames == tr.TOY32.clip_frames
+    last = tr.PRESETS["toy32-onsets"]
+    assert shipped.onsets is True and last.walker.onsets is True and last.lambda_sync > 0
+    assert shipped.hidden_size == last.walker.hidden_size and shipped.residual_scale == last.walker.residual_scale
+    # toy32 plus the onset inputs, the sync term and 100 more steps: nothing else differs
+    assert dataclasses.replace(last, steps=tr.TOY32.steps, lambda_sync=0.0, walker=tr.TOY32.walker) == tr.TOY32
+    assert tr.TOY32.walker.onsets is False and tr.TOY32.lambda_sync == 0
+    (stage,) = [s for s in defaults.RECIPES if s.name == "toy-s2v"]
+    runs = [st for st in stage.steps if st[0] == "train-s2v"]
+    assert [st[st.index("--preset") + 1] for st in runs] == ["toy", "toy32-onsets"]
+    assert runs[1][runs[1].index("--audio-encoder") + 1] == runs[0][runs[0].index("-o") + 1] + "/audio_encoder"
+    cleared = [st[1] for st in stage.steps if st[0] == "@clear"]
+    assert {r[r.index("-o") + 1] for r in runs} <= set(cleared)  # a rerun starts clean (a fresh run refuses old checkpoints)
+
+
+def test_a_fresh_run_refuses_a_folder_with_checkpoints(assets, tmp_path):
+    """Without --resume, an earlier run's checkpoints would be mixed with the new run's (and the newer
+    stale ones would be what a later --resume picks): refused before anything is loaded."""
+    out = tmp_path / "run"
+    (out / "checkpoint-700").mkdir(parents=True)
+    (out / "checkpoint-700" / "state.pt").write_bytes(b"")
+    from synesthesia.core.errors import InputError
+
+    with pytest.raises(InputError, match="checkpoint-700.*--resume"):
+        tr.train(assets / "data", out, tmp_path / "no-generator", tmp_path / "no-clip", tr.config_from_json(TINY))

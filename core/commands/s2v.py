@@ -94,10 +94,11 @@ def register(sub) -> None:
     t.add_argument("--generator", type=Path, required=True, help="frozen StyleGAN2/3 generator")
     t.add_argument("--clip", type=Path, required=True, help="CLIP folder (with a text tower for the text terms)")
     t.add_argument("--preset", choices=("light", "paper", "seed", "toy", "toy32", "toy32-onsets"), default="light",
-                   help="architectures and loss weights: light (small CNNs), paper, the seed code's, or toy "
-                        "(the embedded toy-s2v: 64 px toyscape, a few hundred CPU steps), toy32 (its second stage: "
-                        "whole 4 s clips, 600 steps, with --audio-encoder from the first), toy32-onsets (an "
-                        "experiment, not shipped: toy32 with the walker's onset inputs and the sync term, 300 steps)")
+                   help="architectures and loss weights: light (small CNNs), paper, the seed code's, or the embedded "
+                        "toy-s2v's stages (64 px toyscape, a few hundred CPU steps each): toy, then toy32-onsets "
+                        "(whole 4 s clips, the walker's onset inputs and the sync term, 700 steps, with "
+                        "--audio-encoder from the first); toy32 is toy32-onsets without the onsets and the sync "
+                        "term, 600 steps (the second stage until 28 Nov 2026)")
     t.add_argument("--config", type=Path, default=None, help="JSON of TrainConfig fields over the preset")
     t.add_argument("--audio-encoder", type=Path, default=None, help="start from this trained audio encoder folder")
     t.add_argument("--steps", type=int, default=None, help="override the number of steps")
