@@ -141,4 +141,5 @@ def test_eval_defaults_s2v_runs_on_held_out_toyscape(tmp_path, capsys):
     # the real clips' motion follows their sound (toyscape ties events to sounds)
     assert rep["av_align_real"] > 0
     assert rep["frame_fd"] > 0 and rep["frame_fd_generator"] > 0  # random models: far from toyscape's frames
-    assert [p.name for p in (tmp_path / "pics").iterdir()] == ["s2v_frames.png"]  # one row real, one generated per class
+    # the contact sheet (one row real, one generated per class) and the motion curves over each sound
+    assert sorted(p.name for p in (tmp_path / "pics").iterdir()) == ["s2v_frames.png", "s2v_motion.png"]

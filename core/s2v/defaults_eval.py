@@ -101,7 +101,8 @@ def evaluate(generator_path, models_dir, clip_path, clips_per_class: int = 5, du
              fps: float = 8.0, truncation: float = 0.7, device=None, callback=None, pictures=None) -> S2VDefaultsReport:
     """Run the held-out evaluation; ``callback(done, total, info)`` after each clip. ``pictures``: a
     folder for ``s2v_frames.png`` (per class, the frames generated from its first clip's sound, under
-    that clip's real frames)."""
+    that clip's real frames) and ``s2v_motion.png`` (those videos' motion curves over the log-mel of
+    their own sound, with its onsets, and of the next clip's sound)."""
     from .. import toyscape
     from ..clip import load_clip
     from ..v2a.metrics import av_align_arrays, frechet_distance_features
@@ -172,7 +173,7 @@ def evaluate(generator_path, models_dir, clip_path, clips_per_class: int = 5, du
     if pictures is not None:
         from pathlib import Path
 
-        from ..pictures import contact_sheet
+        from ..pictures import contact_sheet, spectrogram_sheet
 
         rows = {}
         for i in range(0, n, clips_per_class):
@@ -181,6 +182,10 @@ def evaluate(generator_path, models_dir, clip_path, clips_per_class: int = 5, du
             rows[f"{label} generated"] = videos[i]
         Path(pictures).mkdir(parents=True, exist_ok=True)
         contact_sheet(rows, Path(pictures) / "s2v_frames.png")
+        # the same videos' motion against their own sound's onsets and against the next clip's sound
+        sheet = [(items[i][0], videos[i], fps, {"its sound": sounds[i], "the next clip's sound": sounds[(i + 1) % n]})
+                 for i in range(0, n, clips_per_class)]
+        spectrogram_sheet(sheet, Path(pictures) / "s2v_motion.png", f"video generated from held-out sounds ({fps:g} fps)")
     mean = lambda xs: float(sum(xs) / len(xs)) if xs else float("nan")  # noqa: E731
     return S2VDefaultsReport(clips=n, fps=fps, class_accuracy=mean(gen_ok), real_class_accuracy=mean(real_ok),
                              av_align=mean(own), av_align_shuffled=mean(other), av_align_real=mean(real_av),
