@@ -605,10 +605,11 @@ def make_clip(label: str, seed: int, duration: float = 4.0, *, fps: float = FPS,
 
 
 def write_clip(clip: ToyClip, path: PathLike) -> Path:
-    """Write ``clip`` as an mp4 (h264 + aac) with its sound; the file appears only when complete."""
+    """Write ``clip`` as an mp4 (h264 + aac) with its sound; the file appears only when complete.
+    The same clip always gives the same bytes (``reproducible``: x264's macroblock tree off)."""
     from .media import write_video
 
-    return write_video(path, clip.frames, clip.fps, audio=clip.audio, sample_rate=clip.sample_rate)
+    return write_video(path, clip.frames, clip.fps, audio=clip.audio, sample_rate=clip.sample_rate, reproducible=True)
 
 
 def clip_seeds(clips_per_class: int, seed: int = 0, held_out: bool = False) -> range:
