@@ -173,17 +173,9 @@ def verify(name: str, root: Optional[PathLike] = None) -> list[str]:
     bad = []
     for f in entry.files:
         p = base / entry.target / f.path
-        if not p.is_file() or (f.sha256 and _sha256(p) != f.sha256):
+        if not p.is_file() or (f.sha256 and store.sha256_file(p) != f.sha256):
             bad.append(str(p))
     return bad
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------------------------
@@ -198,9 +190,9 @@ class Stage:
     ``{out}`` is the weights folder being written and ``{work}`` the scratch folder (datasets,
     training runs). A step whose first word starts with ``@`` is done here: ``@copy SRC DST``
     replaces folder DST by a copy of SRC (atomically); ``@clear DIR`` removes DIR, a folder under
-    ``{work}`` (a training run's checkpoints from an earlier attempt, which a fresh run refuses). ``output`` is the folder (under ``{out}``
-    or ``{work}``) whose presence, with the marker of this recipe or the shipped hashes, means
-    the stage is done.
+    ``{work}`` (a training run's checkpoints from an earlier attempt, which a fresh run refuses).
+    ``output`` is the folder (under ``{out}`` or ``{work}``) whose presence, with the marker of this
+    recipe or the shipped hashes, means the stage is done.
     """
 
     name: str  # stage name (= the model it makes, or the data set)
@@ -354,7 +346,8 @@ def _copy_folder(src: Path, dst: Path) -> None:
 
 
 def _clear_folder(folder: Path, work: Path) -> None:
-    if not folder.resolve().is_relative_to(work.resolve()) or folder.resolve() == work.resolve():
+    f, w = folder.resolve(), work.resolve()
+    if f == w or not f.is_relative_to(w):
         raise InputError(f"@clear: {folder} is not a folder under the scratch folder {work}: the recipe is wrong")
     if folder.exists():
         shutil.rmtree(folder)

@@ -299,7 +299,8 @@ def status(name: str) -> Tuple[bool, Optional[Path]]:
 # ----------------------------------------------------------------------------------- download
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(CHUNK), b""):
@@ -317,7 +318,7 @@ def _verify(part: Path, f: ModelFile, label: str) -> None:
         log.warning("%s: no published sha256 in the manifest; verified %s only", label,
                     "the size" if f.size is not None else "that the transfer completed")
         return
-    digest = _sha256_file(part)
+    digest = sha256_file(part)
     expected = f.sha256 or f.sha256_prefix or ""
     if not digest.startswith(expected.lower()):
         part.unlink()

@@ -130,14 +130,18 @@ def scorer_key(*folders) -> str:
     default audio encoder (or CLIP) is scored afresh instead of reusing the old encoder's scores."""
     import hashlib
 
+    from .store import sha256_file
+
     h = hashlib.sha256()
     for folder in folders:
         for f in sorted(Path(folder).glob("*.safetensors")) or sorted(Path(folder).glob("*.bin")):
-            h.update(f.name.encode())
-            with open(f, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(block)
+            h.update(f"{f.name} {sha256_file(f)}\n".encode())
     return h.hexdigest()[:10]
+
+
+def score_cache(work, name: str, scorer: "AudioScorer") -> Path:
+    """The JSON file caching one run's scores: named by the run and by the scoring models."""
+    return Path(work) / "scores" / f"{name}-{scorer.key}.json"
 
 
 class AudioScorer:
@@ -391,7 +395,7 @@ def run_v2a_table(cfg: TablesConfig, table: str, callback: Optional[Callable] = 
     for row in TABLES[table]:
         per_seed = {}
         for seed in cfg.seeds:
-            cache = work / "scores" / f"v2a-{_slug(row)}-s{seed}-{cfg.clips_per_class}x{cfg.sample_steps}-{scorer.key}.json"
+            cache = score_cache(work, f"v2a-{_slug(row)}-s{seed}-{cfg.clips_per_class}x{cfg.sample_steps}", scorer)
             den = train_v2a_run(cfg, row, seed, callback)
             if cache.is_file():
                 per_seed[seed] = json.loads(cache.read_text())
@@ -418,7 +422,7 @@ def run_s2v_table(cfg: TablesConfig, callback: Optional[Callable] = None) -> Tab
     per_row = {r: {} for r in S2V_ROWS}
     frames = {}
     for seed in cfg.seeds:
-        cache = work / "scores" / f"s2v-s{seed}-{cfg.clips_per_class}-{scorer.key}.json"
+        cache = score_cache(work, f"s2v-s{seed}-{cfg.clips_per_class}", scorer)
         models = train_s2v_run(cfg, seed)
         if cache.is_file():
             res = json.loads(cache.read_text())

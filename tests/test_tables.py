@@ -124,3 +124,6 @@ def test_score_caches_are_named_by_the_scoring_models(tmp_path):
     assert tables.scorer_key(enc, clip) == key  # not the config's formatting
     (enc / "model.safetensors").write_bytes(b"other weights")
     assert tables.scorer_key(enc, clip) != key
+    # the cache file of a run carries the key of the scorer that scored it
+    scorer = type("Scorer", (), {"key": key})()
+    assert tables.score_cache(tmp_path, "s2v-s0-3", scorer) == tmp_path / "scores" / f"s2v-s0-3-{key}.json"

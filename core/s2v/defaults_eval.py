@@ -105,7 +105,7 @@ def evaluate(generator_path, models_dir, clip_path, clips_per_class: int = 5, du
     their own sound, with its onsets, and of the next clip's sound)."""
     from .. import toyscape
     from ..clip import load_clip
-    from ..v2a.metrics import av_align_arrays, frechet_distance_features
+    from ..v2a.metrics import audio_onsets, av_align_arrays, frechet_distance_features, peak_iou, video_motion
     from .metrics import audio_embedding
     from .pipeline import SoundToVideoPipeline
 
@@ -147,10 +147,13 @@ def evaluate(generator_path, models_dir, clip_path, clips_per_class: int = 5, du
     n = len(items)
     k_other = max(1, min(SHUFFLES, n - 1))
 
+    onsets = [audio_onsets(*s) for s in sounds]  # each sound's and each video's half of AV-Align once
+
     def own_and_shuffled(vids):  # per clip: AV-Align with its own sound, and the mean over the shuffled ones
-        own = [av_align_arrays(v, fps, *sounds[i]).score for i, v in enumerate(vids)]
-        other = [sum(av_align_arrays(v, fps, *sounds[(i + s) % n]).score for s in range(1, k_other + 1)) / k_other
-                 for i, v in enumerate(vids)]
+        peaks = [video_motion(v, fps)[1] for v in vids]
+        own = [peak_iou(onsets[i], p, fps) for i, p in enumerate(peaks)]
+        other = [sum(peak_iou(onsets[(i + s) % n], p, fps) for s in range(1, k_other + 1)) / k_other
+                 for i, p in enumerate(peaks)]
         above = [1.0 if o > s else 0.5 if o == s else 0.0 for o, s in zip(own, other)]
         p = sign_test_p(sum(o > s for o, s in zip(own, other)), sum(o < s for o, s in zip(own, other)))
         return own, other, above, p, paired_permutation_p([o - s for o, s in zip(own, other)])

@@ -336,8 +336,9 @@ def train(data, output, generator_path, clip_path, config: TrainConfig = LIGHT, 
     acc = Accelerator(kwargs_handlers=[ddp], cpu=not torch.cuda.is_available())
     dev = acc.device
     out = Path(output)
-    if not resume and _checkpoints(out):  # a fresh run would mix its checkpoints with these (and prune its own)
-        raise InputError(f"{out} has checkpoints of an earlier run (newest {_checkpoints(out)[-1].name}): pass "
+    earlier = [] if resume else _checkpoints(out)
+    if earlier:  # a fresh run would mix its checkpoints with these (and prune its own)
+        raise InputError(f"{out} has checkpoints of an earlier run (newest {earlier[-1].name}): pass "
                          "--resume to continue it, or choose another --output")
     if acc.is_main_process:
         out.mkdir(parents=True, exist_ok=True)

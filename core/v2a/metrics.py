@@ -184,15 +184,21 @@ class AVAlignResult:
     fps: float
 
 
-def av_align_arrays(frames, fps: float, waveform, sample_rate: int, bgr: bool = False) -> AVAlignResult:
-    """AV-Align of in-memory frames ((N, H, W, 3) uint8, RGB unless ``bgr``) and audio."""
+def video_motion(frames, fps: float, bgr: bool = False) -> tuple[list[float], list[float]]:
+    """The video half of AV-Align for in-memory frames ((N, H, W, 3) uint8, RGB unless ``bgr``): the
+    per-frame flow magnitudes and the times of their peaks. Score one video against several sounds
+    with :func:`peak_iou` without recomputing its flow."""
     import numpy as np
 
     if isinstance(frames, torch.Tensor):
         frames = frames.detach().cpu().numpy()
-    frames = [np.ascontiguousarray(f, dtype=np.uint8) for f in frames]
-    flow = flow_trajectory(frames, bgr=bgr)
-    video_peaks = local_max_times(flow, fps)
+    flow = flow_trajectory([np.ascontiguousarray(f, dtype=np.uint8) for f in frames], bgr=bgr)
+    return flow, local_max_times(flow, fps)
+
+
+def av_align_arrays(frames, fps: float, waveform, sample_rate: int, bgr: bool = False) -> AVAlignResult:
+    """AV-Align of in-memory frames ((N, H, W, 3) uint8, RGB unless ``bgr``) and audio."""
+    flow, video_peaks = video_motion(frames, fps, bgr=bgr)
     audio_peaks = audio_onsets(waveform, sample_rate)
     return AVAlignResult(peak_iou(audio_peaks, video_peaks, fps), audio_peaks, video_peaks, flow, float(fps))
 
