@@ -353,9 +353,26 @@ def _clear_folder(folder: Path, work: Path) -> None:
         shutil.rmtree(folder)
 
 
+def _copy_shipped(stage: Stage, out: Path, work: Path) -> bool:
+    """For a stage that is not trained (the pretrained vocoder): copy its shipped files into ``out``
+    when they are intact. False when there is nothing to copy."""
+    from . import store
+
+    dst = Path(_fill(stage.output, out, work))
+    if stage.shipped is None or stage.shipped not in store.manifest() or verify(stage.shipped):
+        return False
+    src = Path(store.BUNDLED_DIR) / store.get_entry(stage.shipped).target
+    if src.resolve() == dst.resolve():
+        return False
+    _copy_folder(src, dst)
+    return True
+
+
 def run_stage(stage: Stage, out: Path, work: Path, run: Callable[[list[str]], int]) -> None:
     """Run one stage's steps (``run(argv) -> exit code`` runs a project command) and mark it done."""
     if not stage.steps:
+        if _copy_shipped(stage, out, work):
+            return
         hint = f"; {stage.note}" if stage.note else ""
         raise ModelNotFoundError(f"stage {stage.name} has no recipe in this version and its output "
                                  f"{_fill(stage.output, out, work)} is missing or differs from the shipped files{hint}")
@@ -410,6 +427,20 @@ def run_recipes(out: PathLike, work: PathLike, *, only: Optional[Sequence[str]] 
                 stack.append(dep)
     todo = [s for s in recipes if s.name in wanted]
     results = []
+    import torch
+
+    # One torch thread for every stage: a sum split over N threads rounds differently, so the weights
+    # would depend on the machine's core count (and, in one process, on which stage set it first).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _run_todo(todo, out, work, force, run, report, results)
+    finally:
+        torch.set_num_threads(threads)
+    return results
+
+
+def _run_todo(todo, out, work, force, run, report, results) -> None:
     for i, stage in enumerate(todo, 1):
         why = None if force else stage_done(stage, out, work)
         if why is not None:
@@ -426,7 +457,6 @@ def run_recipes(out: PathLike, work: PathLike, *, only: Optional[Sequence[str]] 
         results.append(StageResult(stage.name, "ran", dt, stage.wall_s))
         if report:
             report(i, len(todo), stage, f"done in {dt:.1f} s")
-    return results
 
 
 def recipes_table(recipes: Sequence[Stage] = RECIPES) -> str:

@@ -182,6 +182,36 @@ def test_shipped_stages_are_skipped_when_the_files_match(tmp_path):
     assert [(r.name, r.status) for r in res] == [("hifigan-universal", "skipped: matches the shipped files")]
 
 
+def test_a_fresh_weights_folder_gets_the_pretrained_vocoder_copied(tmp_path):
+    """The vocoder is not trained: remaking the defaults into an empty folder copies the shipped files
+    (verified by hash), then a rerun sees them as shipped."""
+    out = tmp_path / "out"
+    res = defaults.run_recipes(out, tmp_path / "work", only=["hifigan-universal"], run=_fake_run([]))
+    assert [r.status for r in res] == ["ran"]
+    assert defaults.verify("hifigan-universal", out) == []
+    res = defaults.run_recipes(out, tmp_path / "work", only=["hifigan-universal"], run=_fake_run([]))
+    assert [r.status for r in res] == ["skipped: matches the shipped files"]
+
+
+def test_every_stage_runs_on_one_torch_thread(tmp_path):
+    """Sums split over N threads round differently: the weights must not depend on the core count
+    (nor, in one process, on which stage set the thread count first); the count is restored after."""
+    seen = []
+
+    def run(argv):
+        seen.append(torch.get_num_threads())
+        return _fake_run([])(argv)
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        defaults.run_recipes(tmp_path, tmp_path / "w", run=run,
+                             recipes=(_stage("a", [["make", "{work}/a", "x"]]), _stage("b", [["make", "{work}/b", "y"]])))
+        assert seen == [1, 1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_every_recipe_command_parses():
     from synesthesia.core.cli import build_parser
 
