@@ -210,26 +210,26 @@ class Stage:
         return hashlib.sha256(json.dumps([self.name, self.output, self.steps], sort_keys=True).encode()).hexdigest()[:16]
 
 
-_BUSY_CPU = "2-core CPU shared with six other jobs (load ~12)"
-_IDLE_CPU = "2-core CPU, 1 torch thread, the other core running another stage"
+# measured in one run from nothing on 28 Nov 2026 (the README's table)
+_CPU = "2-core CPU, 1 torch thread, the other core running a second copy of the stages or evaluations"
 
 RECIPES: tuple[Stage, ...] = (
     Stage(
         "toyscape-train", "{work}/toyscape-train",
         steps=(("toyscape", "{work}/toyscape-train", "--clips-per-class", "32", "--duration", "4", "--seed", "0"),),
-        seed=0, wall_s=346, machine=_BUSY_CPU, note="288 clips of 4 s: seeds 0..31 of each class",
+        seed=0, wall_s=51, machine=_CPU, note="288 clips of 4 s: seeds 0..31 of each class",
     ),
     Stage(
         "toyscape-train-64", "{work}/toyscape-train-64",
         steps=(("toyscape", "{work}/toyscape-train-64", "--clips-per-class", "64", "--duration", "4", "--seed", "0"),),
-        seed=0, wall_s=186, machine=_IDLE_CPU,
+        seed=0, wall_s=99, machine=_CPU,
         note="576 clips of 4 s: seeds 0..63 of each class (the first 32 are toyscape-train's), for the Foley models",
     ),
     Stage(
         "toyscape-held-out", "{work}/toyscape-held-out",
         steps=(("toyscape", "{work}/toyscape-held-out", "--clips-per-class", "10", "--duration", "4", "--seed", "0",
                 "--held-out"),),
-        seed=100000, wall_s=105, machine=_BUSY_CPU,
+        seed=100000, wall_s=16, machine=_CPU,
         note="90 held-out clips (seeds 100000..100009 of each class), for the evaluations only",
     ),
     Stage(
@@ -242,7 +242,7 @@ RECIPES: tuple[Stage, ...] = (
         steps=(("train-clip", "{work}/toyscape-train", "-o", "{work}/runs/toy-clip", "--steps", "400", "--batch-size",
                 "32", "--seed", "0", "--threads", "1"),
                ("@copy", "{work}/runs/toy-clip/model", "{out}/toy-clip")),
-        seed=0, wall_s=941, machine=_BUSY_CPU, needs=("toyscape-train",), shipped="toy-clip",
+        seed=0, wall_s=92, machine=_CPU, needs=("toyscape-train",), shipped="toy-clip",
         note="ViT 3x128 (patch 8) + text 2x128, 64 px, contrastive on frames and class captions",
     ),
     Stage(
@@ -250,7 +250,7 @@ RECIPES: tuple[Stage, ...] = (
         steps=(("train-vae", "{work}/toyscape-train-64", "-o", "{work}/runs/toy-mel-vae", "--steps", "900", "--batch-size",
                 "8", "--seed", "0", "--threads", "1"),
                ("@copy", "{work}/runs/toy-mel-vae/vae", "{out}/toy-mel-vae")),
-        seed=0, wall_s=270, machine=_IDLE_CPU, needs=("toyscape-train-64",), shipped="toy-mel-vae",
+        seed=0, wall_s=252, machine=_CPU, needs=("toyscape-train-64",), shipped="toy-mel-vae",
         note="AudioLDM-layout AutoencoderKL on the vocoder's log-mels (1 -> 8 latent channels, x4 down)",
     ),
     Stage(
@@ -258,7 +258,7 @@ RECIPES: tuple[Stage, ...] = (
         steps=(("train-stylegan", "toyscape", "-o", "{work}/toy-stylegan2-run", "--preset", "toy", "--steps", "1200",
                 "--seed", "0", "--threads", "1"),
                ("@copy", "{work}/toy-stylegan2-run/generator", "{out}/toy-stylegan2")),
-        seed=0, wall_s=1276, machine="2-core CPU shared with six other jobs (load ~16-21)", shipped="toy-stylegan2",
+        seed=0, wall_s=144, machine=_CPU, shipped="toy-stylegan2",
         note="64 px StyleGAN2 (z/w 128, 10 W+ vectors) on 2304 toyscape frames made in memory (seeds 0..31 of each "
              "class); reconstruction + IMLE fit of the mapping, no adversarial loss in this CPU budget",
     ),
@@ -272,8 +272,7 @@ RECIPES: tuple[Stage, ...] = (
                ("@copy", "{work}/toy-s2v-run32/audio_encoder", "{out}/toy-s2v/audio_encoder"),
                ("@copy", "{work}/toy-s2v-run32/inversion_encoder", "{out}/toy-s2v/inversion_encoder"),
                ("@copy", "{work}/toy-s2v-run32/walker", "{out}/toy-s2v/walker")),
-        seed=0, wall_s=1195 + 2908, machine="first stage: 2-core CPU shared with six other jobs (load ~15-20); "
-                                                 "second: 1 thread, the other core training too",
+        seed=0, wall_s=287 + 2891, machine=_CPU,
         needs=("toyscape-train", "toy-clip", "toy-stylegan2"), shipped="toy-s2v",
         note="two stages, seed 0: the toy preset's 150 steps on 2 s clips, then toy32-onsets: 700 steps on whole 4 s "
              "clips (32 frames) with the walker's onset inputs, the sync term and the audio encoder continued; it "
@@ -287,11 +286,11 @@ RECIPES: tuple[Stage, ...] = (
                 "--batch-size", "16", "--max-steps", "1400", "--lr", "6e-4", "--warmup-steps", "50", "--snr-gamma", "5",
                 "--save-every", "100", "--seed", "0"),
                ("@copy", "{work}/runs/toy-vta/denoiser", "{out}/toy-vta")),
-        seed=0, wall_s=800, machine=_IDLE_CPU,
+        seed=0, wall_s=756, machine=_CPU,
         needs=("toyscape-train-64", "toy-clip", "toy-mel-vae", "hifigan-universal"), shipped="toy-vta",
-        note="preset toy: UNet 16/32/64, latents 8x88x20, scheme ZV+O with the aligned V path, frames at 8 fps; the step-1400 "
-             "save of a 3000-step run (28.6 min with its features): later saves overfit the 576 clips (18 held-out clips, guidance 3, the earlier audio encoder: class "
-             "accuracy 83 % at 1400, 39 % at 3000)",
+        note="preset toy: UNet 16/32/64, latents 8x88x20, scheme ZV+O with the aligned V path, frames at 8 fps; 1400 steps "
+             "(the learning rate is constant after warm-up, so --max-steps only says where to stop): later saves "
+             "overfit the 576 clips (18 held-out clips, guidance 3: class accuracy 83 % at 1400, 39 % at 3000)",
     ),
 )
 
