@@ -65,6 +65,9 @@ __all__ = [
     "FPS",
     "TRAIN_SEEDS",
     "HELD_OUT_SEED_BASE",
+    "VALIDATION_SEED_BASE",
+    "EVAL_SPLITS",
+    "eval_items",
     "ToyClip",
     "make_clip",
     "write_clip",
@@ -79,6 +82,8 @@ FRAME_SIZE = 64  # square frames
 FPS = 16.0
 TRAIN_SEEDS = range(0, 10000)
 HELD_OUT_SEED_BASE = 100000  # held-out clips use seeds >= this
+VALIDATION_SEED_BASE = 50000  # validation clips (for choosing settings, never for the figures) from this up
+EVAL_SPLITS = {"held-out": HELD_OUT_SEED_BASE, "validation": VALIDATION_SEED_BASE}
 
 _PEAK = 0.9  # audio is scaled so that its largest sample is this
 
@@ -627,6 +632,19 @@ def clip_seeds(clips_per_class: int, seed: int = 0, held_out: bool = False) -> r
         raise InputError(f"training seeds {start}..{start + clips_per_class - 1} run past {TRAIN_SEEDS.stop - 1}; "
                          f"use fewer clips or a smaller --seed")
     return range(start, start + int(clips_per_class))
+
+
+def eval_items(clips_per_class: int, split: str = "held-out", classes: Iterable[str] = CLASSES) -> list[tuple[str, int]]:
+    """(label, seed) of the evaluation clips: ``clips_per_class`` of every class from the split's first
+    seed. ``validation`` is for choosing settings (a stopping step, a guidance), so that the held-out
+    figures stay unseen; neither overlaps the training seeds."""
+    if split not in EVAL_SPLITS:
+        raise InputError(f"evaluation split {split!r} is unknown; use one of: {', '.join(EVAL_SPLITS)}")
+    base, n = EVAL_SPLITS[split], int(clips_per_class)
+    if n < 1 or (split == "validation" and n > HELD_OUT_SEED_BASE - VALIDATION_SEED_BASE):
+        raise InputError(f"clips per class {clips_per_class!r}: need 1..{HELD_OUT_SEED_BASE - VALIDATION_SEED_BASE} "
+                         f"for the validation split (it stops where the held-out seeds begin)")
+    return [(_check_label(label), base + i) for label in classes for i in range(n)]
 
 
 def write_dataset(folder: PathLike, *, clips_per_class: int, duration: float = 4.0, seed: int = 0,

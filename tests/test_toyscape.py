@@ -5,6 +5,7 @@ the dataset layout train-s2v / train-v2a read."""
 from __future__ import annotations
 
 import csv
+import json
 import itertools
 import time
 
@@ -203,6 +204,34 @@ def test_held_out_seeds_never_overlap_training_seeds():
     assert held.start == toyscape.HELD_OUT_SEED_BASE and set(train).isdisjoint(held)
     with pytest.raises(InputError, match="past"):
         toyscape.clip_seeds(10, toyscape.TRAIN_SEEDS.stop - 5)
+
+
+def test_evaluation_splits_are_apart_from_training_and_each_other():
+    held, val = toyscape.eval_items(3), toyscape.eval_items(3, "validation")
+    assert held[:3] == [("thunderstorm", 100000), ("thunderstorm", 100001), ("thunderstorm", 100002)]
+    assert val[:2] == [("thunderstorm", 50000), ("thunderstorm", 50001)] and len(val) == 3 * len(toyscape.CLASSES)
+    seeds_val = {s for _, s in val}
+    assert not seeds_val & {s for _, s in held} and max(toyscape.TRAIN_SEEDS) < min(seeds_val)
+    with pytest.raises(InputError, match="split 'test' is unknown"):
+        toyscape.eval_items(3, "test")
+    with pytest.raises(InputError, match="where the held-out seeds begin"):
+        toyscape.eval_items(50001, "validation")
+
+
+def test_eval_defaults_validation_split_draws_validation_seeds(tmp_path, capsys, monkeypatch):
+    """``eval-defaults --split validation`` scores seeds 50000.. and never a held-out one (plumbing:
+    a random tiny CLIP)."""
+    from tiny_clip import make_tiny_clip
+
+    make_tiny_clip(tmp_path / "clip")
+    drawn, make = [], toyscape.make_clip
+    monkeypatch.setattr(toyscape, "make_clip", lambda label, seed, *a, **k: drawn.append(seed) or make(label, seed, *a, **k))
+    for split, base in (("validation", 50000), ("held-out", 100000)):
+        drawn.clear()
+        assert main(["eval-defaults", "--part", "clip", "--clip", str(tmp_path / "clip"), "--clips-per-class", "2",
+                     "--duration", "0.5", "--split", split, "--json"]) == 0
+        assert sorted(set(drawn)) == [base, base + 1]
+        assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["split"] == split
 
 
 def test_cli_writes_a_dataset(tmp_path, capsys):

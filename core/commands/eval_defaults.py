@@ -21,7 +21,10 @@ def register(sub) -> None:
     e.add_argument("--generator", type=Path, default=None, help="StyleGAN generator (e.g. weights/toy-stylegan2); s2v")
     e.add_argument("--models", type=Path, default=None, help="train-s2v output (e.g. weights/toy-s2v); s2v")
     e.add_argument("--clip", type=Path, required=True, help="CLIP folder with a text tower (e.g. weights/toy-clip)")
-    e.add_argument("--clips-per-class", type=int, default=5, help="held-out clips per class")
+    e.add_argument("--clips-per-class", type=int, default=5, help="clips per class")
+    e.add_argument("--split", default="held-out", choices=("held-out", "validation"),
+                   help="which toyscape seeds: held-out (100000.., the README's figures) or validation (50000.., for "
+                        "choosing settings such as a stopping step or a guidance without looking at the held-out clips)")
     e.add_argument("--duration", type=float, default=4.0, help="seconds per clip")
     e.add_argument("--fps", type=float, default=8.0, help="frame rate of the generated videos")
     e.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
@@ -59,13 +62,15 @@ def _v2a_part(args) -> dict:
     if missing:
         raise InputError(f"--part {args.part} needs {' and '.join(missing)}")
     if args.part == "clip":
-        return ev.evaluate_clip(args.clip, clips_per_class=args.clips_per_class, duration=args.duration)
+        return ev.evaluate_clip(args.clip, clips_per_class=args.clips_per_class, duration=args.duration,
+                                split=args.split)
     if args.part == "vae":
-        return ev.evaluate_vae(args.vae, args.vocoder, clips_per_class=args.clips_per_class, duration=args.duration)
+        return ev.evaluate_vae(args.vae, args.vocoder, clips_per_class=args.clips_per_class, duration=args.duration,
+                               split=args.split)
     return ev.evaluate_foley(args.denoiser, args.clip, args.vae, args.vocoder, args.audio_encoder,
                              clips_per_class=args.clips_per_class, duration=args.duration, steps=args.steps,
                              scheduler=args.scheduler, guidance=args.guidance, prompt=args.prompt,
-                             pictures=args.pictures).as_dict()
+                             pictures=args.pictures, split=args.split).as_dict()
 
 
 def cmd_eval_defaults(args) -> int:
@@ -76,7 +81,7 @@ def cmd_eval_defaults(args) -> int:
     if args.clips_per_class < 1:
         raise InputError(f"--clips-per-class must be >= 1, got {args.clips_per_class}")
     if args.part in V2A_PARTS:
-        out = _v2a_part(args)
+        out = {**_v2a_part(args), "split": args.split}
         print(json.dumps(out) if args.json else "\n".join(f"{k}: {v}" for k, v in out.items()))
         return 0
     if args.generator is None or args.models is None:
@@ -88,8 +93,8 @@ def cmd_eval_defaults(args) -> int:
         cb = tqdm_callback("eval-defaults")
     rep = defaults_eval.evaluate(args.generator, args.models, args.clip, clips_per_class=args.clips_per_class,
                                  duration=args.duration, fps=args.fps, device=select_device(args.device), callback=cb,
-                                 pictures=args.pictures)
-    out = rep.as_dict()
+                                 pictures=args.pictures, split=args.split)
+    out = {**rep.as_dict(), "split": args.split}
     if args.json:
         print(json.dumps(out))
     else:

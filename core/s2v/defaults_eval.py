@@ -98,7 +98,8 @@ def label_text(label: str) -> str:
 
 @torch.no_grad()
 def evaluate(generator_path, models_dir, clip_path, clips_per_class: int = 5, duration: float = 4.0,
-             fps: float = 8.0, truncation: float = 0.7, device=None, callback=None, pictures=None) -> S2VDefaultsReport:
+             fps: float = 8.0, truncation: float = 0.7, device=None, callback=None, pictures=None,
+             split: str = "held-out") -> S2VDefaultsReport:
     """Run the held-out evaluation; ``callback(done, total, info)`` after each clip. ``pictures``: a
     folder for ``s2v_frames.png`` (per class, the frames generated from its first clip's sound, under
     that clip's real frames) and ``s2v_motion.png`` (those videos' motion curves over the log-mel of
@@ -121,7 +122,7 @@ def evaluate(generator_path, models_dir, clip_path, clips_per_class: int = 5, du
     def classify(emb):  # (N, D) -> class index of the mean embedding
         return int((F.normalize(emb.mean(0), dim=-1) @ text.T).argmax())
 
-    items = [(label, toyscape.HELD_OUT_SEED_BASE + i) for label in names for i in range(clips_per_class)]
+    items = toyscape.eval_items(clips_per_class, split, names)
     gen_ok, real_ok, aud_ok = [], [], []
     videos, sounds, real_av, real_videos = [], [], [], []
     gen_emb, real_emb = [], []

@@ -41,15 +41,15 @@ def _mean(xs) -> float:
     return float(sum(xs) / len(xs)) if xs else float("nan")
 
 
-def held_out_items(clips_per_class: int, classes=None) -> list[tuple[str, int]]:
+def held_out_items(clips_per_class: int, classes=None, split: str = "held-out") -> list[tuple[str, int]]:
     from .. import toyscape
 
-    classes = list(classes or toyscape.CLASSES)
-    return [(label, toyscape.HELD_OUT_SEED_BASE + i) for label in classes for i in range(clips_per_class)]
+    return toyscape.eval_items(clips_per_class, split, classes or toyscape.CLASSES)
 
 
 @torch.no_grad()
-def evaluate_clip(clip_path, clips_per_class: int = 10, frames_per_clip: int = 8, duration: float = 4.0) -> dict:
+def evaluate_clip(clip_path, clips_per_class: int = 10, frames_per_clip: int = 8, duration: float = 4.0,
+                  split: str = "held-out") -> dict:
     from .. import toyscape
     from ..clip import load_clip
 
@@ -57,7 +57,7 @@ def evaluate_clip(clip_path, clips_per_class: int = 10, frames_per_clip: int = 8
     names = list(toyscape.CLASSES)
     text = F.normalize(clip.encode_text([TEMPLATE.format(n) for n in names]).float(), dim=-1)
     frame_ok, clip_ok = [], []
-    for label, seed in held_out_items(clips_per_class):
+    for label, seed in held_out_items(clips_per_class, split=split):
         c = toyscape.make_clip(label, seed, duration=duration)
         idx = torch.linspace(0, c.frames.shape[0] - 1, frames_per_clip).round().long()
         img = F.normalize(clip.encode_images(c.frames[idx].permute(0, 3, 1, 2).float() / 255.0).float(), dim=-1)
@@ -69,7 +69,8 @@ def evaluate_clip(clip_path, clips_per_class: int = 10, frames_per_clip: int = 8
 
 
 @torch.no_grad()
-def evaluate_vae(vae_path, vocoder_path=None, clips_per_class: int = 3, duration: float = 4.0) -> dict:
+def evaluate_vae(vae_path, vocoder_path=None, clips_per_class: int = 3, duration: float = 4.0,
+                 split: str = "held-out") -> dict:
     from .. import toyscape
     from ..mel import HIFIGAN_V1_22K, log_mel
     from .vae import load_mel_vae
@@ -79,7 +80,7 @@ def evaluate_vae(vae_path, vocoder_path=None, clips_per_class: int = 3, duration
     voc = load_vocoder(vocoder_path) if vocoder_path else GriffinLimVocoder(HIFIGAN_V1_22K)
     mel_cfg = getattr(voc, "mel_config", HIFIGAN_V1_22K)
     l1, l1_voc, l1_voc_true, silence = [], [], [], []
-    for label, seed in held_out_items(clips_per_class):
+    for label, seed in held_out_items(clips_per_class, split=split):
         c = toyscape.make_clip(label, seed, duration=duration)
         mel = log_mel(c.audio, mel_cfg)[0]  # (n_mels, T)
         t = mel.shape[1] - mel.shape[1] % vae.downsample
@@ -141,7 +142,8 @@ class FoleyReport:
 @torch.no_grad()
 def evaluate_foley(denoiser, clip, vae, vocoder=None, audio_encoder=None, clips_per_class: int = 5,
                    duration: float = 4.0, steps: int = 25, scheduler: str = "dpm++", guidance: float = 3.0,
-                   prompt: Optional[str] = None, device=None, callback=None, pictures=None) -> FoleyReport:
+                   prompt: Optional[str] = None, device=None, callback=None, pictures=None,
+                   split: str = "held-out") -> FoleyReport:
     """Generate Foley for held-out silent clips and score it (see the module docstring).
 
     ``prompt``: None (video only) or ``"label"`` (the clip's class name as the object prompt).
@@ -177,7 +179,7 @@ def evaluate_foley(denoiser, clip, vae, vocoder=None, audio_encoder=None, clips_
         def classify(wav, sr):
             return centroid(wav)
         how = "mel-centroid"
-    items = held_out_items(clips_per_class)
+    items = held_out_items(clips_per_class, split=split)
     ok, ok_true, av, av_true, gens, frames_of, gen_time = [], [], [], [], [], [], []
     for k, (label, seed) in enumerate(items):
         c = toyscape.make_clip(label, seed, duration=duration)
