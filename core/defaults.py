@@ -426,36 +426,28 @@ def run_recipes(out: PathLike, work: PathLike, *, only: Optional[Sequence[str]] 
                 stack.append(dep)
     todo = [s for s in recipes if s.name in wanted]
     results = []
-    import torch
+    from .device import one_torch_thread
 
-    # One torch thread for every stage: a sum split over N threads rounds differently, so the weights
-    # would depend on the machine's core count (and, in one process, on which stage set it first).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        _run_todo(todo, out, work, force, run, report, results)
-    finally:
-        torch.set_num_threads(threads)
-    return results
-
-
-def _run_todo(todo, out, work, force, run, report, results) -> None:
-    for i, stage in enumerate(todo, 1):
-        why = None if force else stage_done(stage, out, work)
-        if why is not None:
-            results.append(StageResult(stage.name, f"skipped: {why}", 0.0, stage.wall_s))
+    # every stage on one thread: the weights must not depend on the machine's core count (nor, in one
+    # process, on which stage's --threads set it first)
+    with one_torch_thread():
+        for i, stage in enumerate(todo, 1):
+            why = None if force else stage_done(stage, out, work)
+            if why is not None:
+                results.append(StageResult(stage.name, f"skipped: {why}", 0.0, stage.wall_s))
+                if report:
+                    report(i, len(todo), stage, f"skipped ({why})")
+                continue
             if report:
-                report(i, len(todo), stage, f"skipped ({why})")
-            continue
-        if report:
-            expect = f" (recorded: {stage.wall_s / 60:.1f} min on the {stage.machine})" if stage.wall_s else ""
-            report(i, len(todo), stage, f"running{expect}")
-        t0 = time.perf_counter()
-        run_stage(stage, out, work, run)
-        dt = time.perf_counter() - t0
-        results.append(StageResult(stage.name, "ran", dt, stage.wall_s))
-        if report:
-            report(i, len(todo), stage, f"done in {dt:.1f} s")
+                expect = f" (recorded: {stage.wall_s / 60:.1f} min on the {stage.machine})" if stage.wall_s else ""
+                report(i, len(todo), stage, f"running{expect}")
+            t0 = time.perf_counter()
+            run_stage(stage, out, work, run)
+            dt = time.perf_counter() - t0
+            results.append(StageResult(stage.name, "ran", dt, stage.wall_s))
+            if report:
+                report(i, len(todo), stage, f"done in {dt:.1f} s")
+    return results
 
 
 def recipes_table(recipes: Sequence[Stage] = RECIPES) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING
 
 from .errors import InputError
@@ -66,3 +67,18 @@ def resolve_device_dtype(device=None, dtype=None):
     dev = torch.device("cpu") if device is None else (select_device(device) if isinstance(device, str) else torch.device(device))
     dt = torch.float32 if dtype is None else (select_dtype(dtype, dev) if isinstance(dtype, str) else dtype)
     return dev, dt
+
+
+@contextlib.contextmanager
+def one_torch_thread():
+    """Run the block on one torch CPU thread, then restore the count. A sum (a mean, an FFT, a
+    matmul) split over N threads rounds differently, so results that must not depend on the
+    machine's core count (toyscape clips, the embedded defaults' training) are made inside this."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

@@ -189,7 +189,7 @@ def evaluate(generator_path, models_dir, clip_path, clips_per_class: int = 5, du
         # the same videos' motion against their own sound's onsets and against the next clip's sound
         sheet = [(items[i][0], videos[i], fps, {"its sound": sounds[i], "the next clip's sound": sounds[(i + 1) % n]})
                  for i in range(0, n, clips_per_class)]
-        spectrogram_sheet(sheet, Path(pictures) / "s2v_motion.png", f"video generated from held-out sounds ({fps:g} fps)")
+        spectrogram_sheet(sheet, Path(pictures) / "s2v_motion.png", f"video generated from {split} sounds ({fps:g} fps)")
     mean = lambda xs: float(sum(xs) / len(xs)) if xs else float("nan")  # noqa: E731
     return S2VDefaultsReport(clips=n, fps=fps, class_accuracy=mean(gen_ok), real_class_accuracy=mean(real_ok),
                              av_align=mean(own), av_align_shuffled=mean(other), av_align_real=mean(real_av),

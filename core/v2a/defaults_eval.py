@@ -41,12 +41,6 @@ def _mean(xs) -> float:
     return float(sum(xs) / len(xs)) if xs else float("nan")
 
 
-def held_out_items(clips_per_class: int, classes=None, split: str = "held-out") -> list[tuple[str, int]]:
-    from .. import toyscape
-
-    return toyscape.eval_items(clips_per_class, split, classes or toyscape.CLASSES)
-
-
 @torch.no_grad()
 def evaluate_clip(clip_path, clips_per_class: int = 10, frames_per_clip: int = 8, duration: float = 4.0,
                   split: str = "held-out") -> dict:
@@ -57,7 +51,7 @@ def evaluate_clip(clip_path, clips_per_class: int = 10, frames_per_clip: int = 8
     names = list(toyscape.CLASSES)
     text = F.normalize(clip.encode_text([TEMPLATE.format(n) for n in names]).float(), dim=-1)
     frame_ok, clip_ok = [], []
-    for label, seed in held_out_items(clips_per_class, split=split):
+    for label, seed in toyscape.eval_items(clips_per_class, split):
         c = toyscape.make_clip(label, seed, duration=duration)
         idx = torch.linspace(0, c.frames.shape[0] - 1, frames_per_clip).round().long()
         img = F.normalize(clip.encode_images(c.frames[idx].permute(0, 3, 1, 2).float() / 255.0).float(), dim=-1)
@@ -80,7 +74,7 @@ def evaluate_vae(vae_path, vocoder_path=None, clips_per_class: int = 3, duration
     voc = load_vocoder(vocoder_path) if vocoder_path else GriffinLimVocoder(HIFIGAN_V1_22K)
     mel_cfg = getattr(voc, "mel_config", HIFIGAN_V1_22K)
     l1, l1_voc, l1_voc_true, silence = [], [], [], []
-    for label, seed in held_out_items(clips_per_class, split=split):
+    for label, seed in toyscape.eval_items(clips_per_class, split):
         c = toyscape.make_clip(label, seed, duration=duration)
         mel = log_mel(c.audio, mel_cfg)[0]  # (n_mels, T)
         t = mel.shape[1] - mel.shape[1] % vae.downsample
@@ -179,7 +173,7 @@ def evaluate_foley(denoiser, clip, vae, vocoder=None, audio_encoder=None, clips_
         def classify(wav, sr):
             return centroid(wav)
         how = "mel-centroid"
-    items = held_out_items(clips_per_class, split=split)
+    items = toyscape.eval_items(clips_per_class, split)
     ok, ok_true, av, av_true, gens, frames_of, gen_time = [], [], [], [], [], [], []
     for k, (label, seed) in enumerate(items):
         c = toyscape.make_clip(label, seed, duration=duration)
@@ -224,4 +218,4 @@ def evaluate_foley(denoiser, clip, vae, vocoder=None, audio_encoder=None, clips_
                        seconds_per_clip=_mean(gen_time), per_class=per_class, seconds=round(time.time() - t0, 1))
 
 
-__all__ = ["evaluate_clip", "evaluate_vae", "evaluate_foley", "FoleyReport", "held_out_items"]
+__all__ = ["evaluate_clip", "evaluate_vae", "evaluate_foley", "FoleyReport"]
