@@ -234,6 +234,20 @@ def test_eval_defaults_validation_split_draws_validation_seeds(tmp_path, capsys,
         assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["split"] == split
 
 
+def test_eval_defaults_vae_part_follows_the_split_too(tmp_path, capsys, monkeypatch):
+    """The split reaches the other evaluations as well (plumbing: a random tiny mel VAE, Griffin-Lim)."""
+    from tiny_clip import make_tiny_clip
+    from tiny_vta import make_tiny_vae
+
+    make_tiny_clip(tmp_path / "clip")
+    make_tiny_vae(0).save_pretrained(tmp_path / "vae")
+    drawn, make = [], toyscape.make_clip
+    monkeypatch.setattr(toyscape, "make_clip", lambda label, seed, *a, **k: drawn.append(seed) or make(label, seed, *a, **k))
+    assert main(["eval-defaults", "--part", "vae", "--clip", str(tmp_path / "clip"), "--vae", str(tmp_path / "vae"),
+                 "--clips-per-class", "1", "--duration", "0.5", "--split", "validation", "--json"]) == 0
+    assert sorted(set(drawn)) == [50000]
+
+
 def test_cli_writes_a_dataset(tmp_path, capsys):
     rc = main(["toyscape", str(tmp_path / "d"), "--clips-per-class", "1", "--duration", "0.5",
                "--held-out", "--classes", "raining"])
