@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 from media_fixtures import sine, write_video_file
 from tiny_vta import write_tiny_models
@@ -51,3 +52,42 @@ def test_train_two_processes_then_resume(tmp_path):
     assert state2["step"] == 8 and [s for s, _ in state2["history"]["loss"]][:6] == [1, 2, 3, 4, 5, 6]
     again = load_denoiser(run / "denoiser")
     assert any(not torch.equal(a, b) for a, b in zip(trained.state_dict().values(), again.state_dict().values()))
+
+
+def test_an_interrupted_run_ends_on_the_uninterrupted_weights(tmp_path):
+    """Stopping mid-epoch (step 3 of 2-batch epochs) and resuming gives the same bytes as one run:
+    the clip order and the noise stream continue where they were, not from a fresh epoch."""
+    from synesthesia.__main__ import main
+
+    models = write_tiny_models(tmp_path / "models")
+    rows = []
+    for i, freq in enumerate([300, 600, 900, 1200]):
+        write_video_file(tmp_path / f"clip{i}.mp4", 16, fps=12, audio=sine(freq, 16000, 1.3), sample_rate=16000)
+        rows.append(f"clip{i}.mp4,sound {i}")
+    (tmp_path / "train.csv").write_text("\n".join(rows) + "\n")
+
+    def run(folder, *max_steps):
+        for n in max_steps:
+            assert main(["-q", "train-v2a", str(tmp_path / "train.csv"), "-o", str(folder), "--denoiser", str(models["denoiser"]),
+                         "--clip", str(models["clip"]), "--vae", str(models["vae"]), "--vocoder", str(models["vocoder"]),
+                         "--features", str(tmp_path / "features"), "--trainable", "all", "--lr", "2e-3", "--batch-size", "2",
+                         "--save-every", "1", "--cond-drop", "0.3", "--max-steps", str(n)]) == 0
+        return (folder / "denoiser" / "model.safetensors").read_bytes()
+
+    whole = run(tmp_path / "whole", 5)
+    resumed = run(tmp_path / "parts", 3, 5)
+    assert resumed == whole
+    assert (tmp_path / "parts" / "checkpoints" / "step_5" / "position_0.pt").is_file()
+
+
+def test_a_damaged_position_file_is_refused_by_name(tmp_path):
+    from synesthesia.core.errors import InputError
+    from synesthesia.core.v2a.train import _read_position
+
+    assert _read_position(tmp_path, 0, 4) is None  # an older checkpoint: no position saved
+    state = torch.Generator().manual_seed(0).get_state()
+    torch.save({"order": state, "noise": state, "batch": 2}, tmp_path / "position_0.pt")
+    assert _read_position(tmp_path, 0, 4)["batch"] == 2
+    torch.save({"order": state, "noise": state, "batch": 9}, tmp_path / "position_0.pt")
+    with pytest.raises(InputError, match="position_0.pt"):
+        _read_position(tmp_path, 0, 4)

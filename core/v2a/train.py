@@ -18,8 +18,11 @@ posterior, from which every step samples, as AudioLDM's training does).
 
 Distributed: run under ``accelerate launch`` (or ``torchrun``); feature extraction is split
 across processes and training uses data parallelism. Checkpoints (``accelerate`` state: model,
-optimizer, RNG) go to ``checkpoints/step_N`` every ``save_every`` steps; a rerun resumes from the
-latest one. The trained denoiser is written to ``denoiser/`` in our folder format.
+optimizer, RNG, and each process's place in the clip order and noise stream) go to
+``checkpoints/step_N`` every ``save_every`` steps; a rerun resumes from the latest complete one,
+mid-epoch where it stopped, so an interrupted run ends on the weights of an uninterrupted one (one
+process, no gradient accumulation: checked by a test). The trained denoiser is written to
+``denoiser/`` in our folder format.
 """
 
 from __future__ import annotations
@@ -327,7 +330,8 @@ def fixed_loss(model, scheduler, batches, seed: int = 1234) -> float:
 
 
 def _latest_checkpoint(folder: Path) -> Optional[Path]:
-    steps = sorted((int(p.name.split("_")[1]), p) for p in folder.glob("step_*") if p.name.split("_")[1].isdigit())
+    steps = sorted((int(p.name.split("_")[1]), p) for p in folder.glob("step_*")
+                   if p.name.split("_")[1].isdigit() and (p / "trainer_state.json").is_file())  # written last
     return steps[-1][1] if steps else None
 
 
@@ -409,9 +413,10 @@ def train(config: TrainV2AConfig, mel_config=None, callback: Optional[ProgressCa
     opt = torch.optim.AdamW(chosen, lr=config.learning_rate, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, config.warmup_steps)))
     data = FeatureDataset(paths, [c for _, c in rows], text)
+    order = torch.Generator().manual_seed(config.seed)  # the clip order; its state at each epoch's start is checkpointed
     loader = torch.utils.data.DataLoader(data, batch_size=config.batch_size, shuffle=True, collate_fn=collate,
                                          num_workers=config.num_workers, drop_last=len(data) >= config.batch_size * accelerator.num_processes,
-                                         generator=torch.Generator().manual_seed(config.seed))
+                                         generator=order)
     noise_scheduler = DDPMScheduler.from_config(cfg.scheduler_config())
     model, opt, loader = accelerator.prepare(model, opt, loader)
     accelerator.register_for_checkpointing(sched)  # the warm-up position survives a resume
@@ -423,18 +428,31 @@ def train(config: TrainV2AConfig, mel_config=None, callback: Optional[ProgressCa
     state_file = out / "trainer_state.json"
     step, history = 0, {"loss": [], "fixed_loss": []}
     latest = _latest_checkpoint(ckpt_dir) if ckpt_dir.is_dir() else None
+    g = torch.Generator().manual_seed(config.seed * 1000 + accelerator.process_index)  # noise, timesteps, drops
+    skip = 0  # batches of the current epoch already trained on before the checkpoint
     if latest is not None:
         accelerator.load_state(str(latest))
         saved = json.loads((latest / "trainer_state.json").read_text())
         step, history = int(saved["step"]), saved["history"]
+        position = _read_position(latest, accelerator.process_index, len(loader))
+        if position is None:  # a checkpoint from before positions were saved: the same seeds, a fresh epoch
+            g.manual_seed(config.seed * 1000 + accelerator.process_index + step)
+        else:
+            order.set_state(position["order"])
+            g.set_state(position["noise"])
+            skip = position["batch"]
         log.info("resumed from %s (step %d)", latest, step)
     elif accelerator.is_main_process:
         history["fixed_loss"].append([0, fixed_loss(accelerator.unwrap_model(model), noise_scheduler, eval_batches)])
 
     # 4. loop
-    g = torch.Generator().manual_seed(config.seed * 1000 + accelerator.process_index + step)
     while step < config.max_steps:
+        epoch_order = order.get_state()
+        batch_index = 0
         for batch in loader:
+            batch_index += 1
+            if batch_index <= skip:  # resuming mid-epoch: the same clip order, past what was trained
+                continue
             with accelerator.accumulate(model):
                 loss = diffusion_loss(model, noise_scheduler, batch, g, config.cond_drop, config.object_drop, config.snr_gamma)
                 accelerator.backward(loss)
@@ -451,9 +469,12 @@ def train(config: TrainV2AConfig, mel_config=None, callback: Optional[ProgressCa
             if callback is not None and accelerator.is_main_process:
                 callback(step, config.max_steps, {"stage": "train", "loss": mean_loss})
             if step % config.save_every == 0 or step == config.max_steps:
-                _save(accelerator, model, noise_scheduler, eval_batches, ckpt_dir, step, history, config, save_denoiser)
+                position = {"order": epoch_order, "batch": batch_index, "noise": g.get_state()}
+                _save(accelerator, model, noise_scheduler, eval_batches, ckpt_dir, step, history, config, save_denoiser,
+                      position)
             if step >= config.max_steps:
                 break
+        skip = 0
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         state_file.write_text(json.dumps({"step": step, "history": history, "config": asdict(config)}, indent=1))
@@ -461,7 +482,22 @@ def train(config: TrainV2AConfig, mel_config=None, callback: Optional[ProgressCa
     return out / "denoiser"
 
 
-def _save(accelerator, model, noise_scheduler, eval_batches, ckpt_dir: Path, step: int, history: dict, config, save_denoiser) -> None:
+def _read_position(checkpoint: Path, process_index: int, batches_per_epoch: int) -> Optional[dict]:
+    """This process's place in the data and noise streams at ``checkpoint``, or None when it has none."""
+    path = checkpoint / f"position_{process_index}.pt"
+    if not path.is_file():
+        return None
+    pos = torch.load(path, weights_only=True)
+    ok = isinstance(pos, dict) and isinstance(pos.get("batch"), int) and 0 <= pos["batch"] <= batches_per_epoch and all(
+        isinstance(pos.get(k), torch.Tensor) and pos[k].dtype == torch.uint8 and pos[k].dim() == 1 for k in ("order", "noise"))
+    if not ok:
+        raise InputError(f"{path} is not a training position (order and noise generator states, batch 0..{batches_per_epoch}): "
+                         "delete the checkpoint folder to resume from an earlier one")
+    return pos
+
+
+def _save(accelerator, model, noise_scheduler, eval_batches, ckpt_dir: Path, step: int, history: dict, config, save_denoiser,
+          position: dict) -> None:
     path = ckpt_dir / f"step_{step}"
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
@@ -471,6 +507,8 @@ def _save(accelerator, model, noise_scheduler, eval_batches, ckpt_dir: Path, ste
         save_denoiser(unwrapped, Path(config.output) / "denoiser")
         unwrapped.train()
     accelerator.save_state(str(path))
+    torch.save(position, path / f"position_{accelerator.process_index}.pt")  # each process its own noise stream
+    accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         (path / "trainer_state.json").write_text(json.dumps({"step": step, "history": history}))
         old = sorted((int(p.name.split("_")[1]), p) for p in ckpt_dir.glob("step_*"))[:-config.keep_checkpoints]
