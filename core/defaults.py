@@ -419,10 +419,14 @@ def run_recipes(out: PathLike, work: PathLike, *, only: Optional[Sequence[str]] 
     if run is None:
         from .cli import main as run  # the project's own command line, in this process
     wanted = set(only) if only else set(by_name)
-    # add what the wanted stages need, when its output is missing
+    # add what the wanted stages that will run need, when its output is missing (a stage already done
+    # needs nothing: `--only toy-clip` on the shipped files must not first write toyscape's clips)
     stack = list(wanted)
     while stack:
-        for dep in by_name[stack.pop()].needs:
+        stage = by_name[stack.pop()]
+        if not force and stage_done(stage, out, work) is not None:
+            continue
+        for dep in stage.needs:
             if dep not in wanted and stage_done(by_name[dep], out, work) is None:
                 wanted.add(dep)
                 stack.append(dep)

@@ -149,6 +149,26 @@ def test_runner_runs_in_order_resumes_and_copies(tmp_path):
     assert (out / "model" / "f.txt").read_text() == "m2"
 
 
+def test_a_stage_already_done_does_not_pull_in_what_it_needs(tmp_path):
+    """``--only model`` on a finished model skips it without first remaking its missing data;
+    ``--force`` remakes it and so needs the data again."""
+    recipes = (
+        _stage("data", [["make", "{work}/data", "d"]]),
+        _stage("model", [["make", "{work}/run", "m"], ["@copy", "{work}/run", "{out}/model"]], needs=("data",),
+               output="{out}/model"),
+    )
+    out, work = tmp_path / "out", tmp_path / "work"
+    defaults.run_recipes(out, work, run=_fake_run([]), recipes=recipes)
+    import shutil
+
+    shutil.rmtree(work)
+    calls = []
+    res = defaults.run_recipes(out, work, run=_fake_run(calls), recipes=recipes, only=["model"])
+    assert calls == [] and [(r.name, r.status.split(":")[0]) for r in res] == [("model", "skipped")]
+    res = defaults.run_recipes(out, work, run=_fake_run(calls), recipes=recipes, only=["model"], force=True)
+    assert [r.name for r in res] == ["data", "model"] and [c[0] for c in calls] == ["make", "make"]
+
+
 def test_runner_clears_a_run_folder_under_work_only(tmp_path):
     """``@clear`` removes an earlier attempt's run folder (its checkpoints would be resumed or refused);
     a folder outside the scratch folder, or the scratch folder itself, is a wrong recipe."""
