@@ -225,7 +225,11 @@ def _train_v2a_run(cfg, row, seed, run, spec, callback):
         if scheme != spec["scheme"]:
             raise InputError(f"{run} holds a {scheme} denoiser but row {row} needs {spec['scheme']}: delete {run} "
                              "and its scores, then rerun")
-    if state.is_file() and json.loads(state.read_text()).get("step", 0) >= cfg.steps and (run / "denoiser").is_dir():
+    done = json.loads(state.read_text()).get("step", 0) if state.is_file() else 0
+    if done > cfg.steps:  # a longer run's denoiser is not this row's model at --steps
+        raise InputError(f"{run} holds a run of {done} steps, more than --steps {cfg.steps}: delete {run} and its "
+                         "scores, or use another --work folder")
+    if done == cfg.steps and (run / "denoiser").is_dir():
         return run / "denoiser"
     csv = Path(cfg.data) / "clips.csv"
     if not csv.is_file():

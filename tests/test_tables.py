@@ -108,6 +108,11 @@ def test_every_scheme_gets_its_own_config_and_a_wrong_cached_run_is_refused(tmp_
                               vocoder="h", audio_encoder="a")
     with pytest.raises(InputError, match=r"holds a Z\(V\+O\) denoiser but row V\+O needs ZV\+O"):
         tables.train_v2a_run(cfg, "V+O", 0)
+    # a longer run's denoiser is not handed back for a shorter --steps
+    (run / "config.json").write_text(json.dumps({"kind": "v2a-denoiser", "config": {"scheme": "ZV+O"}}))
+    (run.parent / "trainer_state.json").write_text(json.dumps({"step": cfg.steps + 100}))
+    with pytest.raises(InputError, match=f"holds a run of {cfg.steps + 100} steps, more than --steps {cfg.steps}"):
+        tables.train_v2a_run(cfg, "V+O", 0)
 
 
 def test_score_caches_are_named_by_the_scoring_models(tmp_path):

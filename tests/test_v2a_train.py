@@ -54,7 +54,7 @@ def test_train_two_processes_then_resume(tmp_path):
     assert any(not torch.equal(a, b) for a, b in zip(trained.state_dict().values(), again.state_dict().values()))
 
 
-def test_an_interrupted_run_ends_on_the_uninterrupted_weights(tmp_path):
+def test_an_interrupted_run_ends_on_the_uninterrupted_weights(tmp_path, capsys):
     """Stopping mid-epoch (step 3 of 2-batch epochs) and resuming gives the same bytes as one run:
     the clip order and the noise stream continue where they were, not from a fresh epoch."""
     from synesthesia.__main__ import main
@@ -78,6 +78,16 @@ def test_an_interrupted_run_ends_on_the_uninterrupted_weights(tmp_path):
     resumed = run(tmp_path / "parts", 3, 5)
     assert resumed == whole
     assert (tmp_path / "parts" / "checkpoints" / "step_5" / "position_0.pt").is_file()
+
+    # a checkpoint past --max-steps, or written with other settings, is not continued (exit 2, one line)
+    base = ["-q", "train-v2a", str(tmp_path / "train.csv"), "-o", str(tmp_path / "parts"), "--denoiser", str(models["denoiser"]),
+            "--clip", str(models["clip"]), "--vae", str(models["vae"]), "--vocoder", str(models["vocoder"]),
+            "--features", str(tmp_path / "features"), "--trainable", "all", "--batch-size", "2", "--cond-drop", "0.3"]
+    assert main(base + ["--lr", "2e-3", "--max-steps", "4"]) == 2
+    assert main(base + ["--lr", "1e-3", "--max-steps", "6"]) == 2
+    err = capsys.readouterr().err
+    assert "at step 5, past --max-steps 4" in err and "learning_rate 0.002 -> 0.001" in err
+    assert (tmp_path / "parts" / "denoiser" / "model.safetensors").read_bytes() == whole  # untouched
 
 
 def test_a_damaged_position_file_is_refused_by_name(tmp_path):

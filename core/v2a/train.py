@@ -434,6 +434,7 @@ def train(config: TrainV2AConfig, mel_config=None, callback: Optional[ProgressCa
         accelerator.load_state(str(latest))
         saved = json.loads((latest / "trainer_state.json").read_text())
         step, history = int(saved["step"]), saved["history"]
+        _check_resume(latest, saved.get("config"), step, config)
         position = _read_position(latest, accelerator.process_index, len(loader))
         if position is None:  # a checkpoint from before positions were saved: the same seeds, a fresh epoch
             g.manual_seed(config.seed * 1000 + accelerator.process_index + step)
@@ -482,6 +483,27 @@ def train(config: TrainV2AConfig, mel_config=None, callback: Optional[ProgressCa
     return out / "denoiser"
 
 
+# what a resumed run must share with the run that wrote the checkpoint (where to stop and how often to
+# save may change; so may paths, as a run folder can move)
+RESUME_MUST_MATCH = ("init", "trainable", "learning_rate", "weight_decay", "batch_size", "grad_accum", "warmup_steps",
+                     "cond_drop", "object_drop", "snr_gamma", "seed", "mixed_precision", "objects_from", "condition")
+
+
+def _check_resume(checkpoint: Path, saved: Optional[dict], step: int, config: TrainV2AConfig) -> None:
+    """Refuse to continue a checkpoint that another recipe wrote, or one already past ``max_steps``
+    (its denoiser would be handed back as if this run had made it)."""
+    run = checkpoint.parent.parent
+    if step > config.max_steps:
+        raise InputError(f"{checkpoint} is at step {step}, past --max-steps {config.max_steps}: raise --max-steps, "
+                         f"or train into a new output folder instead of {run}")
+    if isinstance(saved, dict):
+        now = asdict(config)
+        differ = [f"{k} {saved[k]!r} -> {now[k]!r}" for k in RESUME_MUST_MATCH if k in saved and saved[k] != now.get(k)]
+        if differ:
+            raise InputError(f"{run} holds a run with other settings ({'; '.join(differ)}): resume it with its settings, "
+                             "or train into a new output folder")
+
+
 def _read_position(checkpoint: Path, process_index: int, batches_per_epoch: int) -> Optional[dict]:
     """This process's place in the data and noise streams at ``checkpoint``, or None when it has none."""
     path = checkpoint / f"position_{process_index}.pt"
@@ -510,7 +532,7 @@ def _save(accelerator, model, noise_scheduler, eval_batches, ckpt_dir: Path, ste
     torch.save(position, path / f"position_{accelerator.process_index}.pt")  # each process its own noise stream
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        (path / "trainer_state.json").write_text(json.dumps({"step": step, "history": history}))
+        (path / "trainer_state.json").write_text(json.dumps({"step": step, "history": history, "config": asdict(config)}))
         old = sorted((int(p.name.split("_")[1]), p) for p in ckpt_dir.glob("step_*"))[:-config.keep_checkpoints]
         import shutil
 
