@@ -281,7 +281,8 @@ RECIPES: tuple[Stage, ...] = (
     ),
     Stage(
         "toy-vta", "{out}/toy-vta",
-        steps=(("train-v2a", "{work}/toyscape-train-64/clips.csv", "-o", "{work}/runs/toy-vta", "--init", "toy",
+        steps=(("@fresh", "{work}/runs/toy-vta"),
+               ("train-v2a", "{work}/toyscape-train-64/clips.csv", "-o", "{work}/runs/toy-vta", "--init", "toy",
                 "--trainable", "all", "--clip", "{out}/toy-clip", "--vae", "{out}/toy-mel-vae", "--vocoder",
                 "{out}/hifigan-universal", "--grounding", "clip", "--objects-from", "label",
                 "--batch-size", "16", "--max-steps", "1600", "--lr", "6e-4", "--warmup-steps", "50", "--snr-gamma", "5",
@@ -349,9 +350,26 @@ def _copy_folder(src: Path, dst: Path) -> None:
 def _clear_folder(folder: Path, work: Path) -> None:
     f, w = folder.resolve(), work.resolve()
     if f == w or not f.is_relative_to(w):
-        raise InputError(f"@clear: {folder} is not a folder under the scratch folder {work}: the recipe is wrong")
+        raise InputError(f"@clear / @fresh: {folder} is not a folder under the scratch folder {work}: the recipe is wrong")
     if folder.exists():
         shutil.rmtree(folder)
+
+
+RUN_KEY = ".recipe-key"
+
+
+def _fresh_folder(folder: Path, work: Path, key: str) -> None:
+    """``@fresh``: keep a run folder that this recipe started (its checkpoints resume), clear one that
+    another recipe left (a rerun would continue that run, or refuse it)."""
+    mark = folder / RUN_KEY
+    try:
+        same = mark.read_text() == key
+    except OSError:
+        same = False
+    if not same:
+        _clear_folder(folder, work)
+        folder.mkdir(parents=True)
+        mark.write_text(key)
 
 
 def _copy_shipped(stage: Stage, out: Path, work: Path) -> bool:
@@ -384,6 +402,9 @@ def run_stage(stage: Stage, out: Path, work: Path, run: Callable[[list[str]], in
             continue
         if argv[0] == "@clear":
             _clear_folder(Path(argv[1]), work)
+            continue
+        if argv[0] == "@fresh":
+            _fresh_folder(Path(argv[1]), work, stage.key())
             continue
         rc = run(argv)
         if rc:

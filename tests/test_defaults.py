@@ -187,6 +187,24 @@ def test_runner_clears_a_run_folder_under_work_only(tmp_path):
     assert out.is_dir() and work.is_dir() and (tmp_path / "keep").is_dir()
 
 
+def test_a_fresh_run_folder_is_kept_for_its_recipe_and_cleared_for_another(tmp_path):
+    """``@fresh``: an interrupted stage resumes its own run's checkpoints, but a changed recipe does not
+    continue (or trip over) the checkpoints another recipe left."""
+    out, work = tmp_path / "out", tmp_path / "work"
+
+    def stage(tag):
+        return _stage("model", [["@fresh", "{work}/run"], ["make", "{work}/run", tag], ["@copy", "{work}/run", "{out}/m"]],
+                      output="{out}/m")
+    defaults.run_recipes(out, work, run=_fake_run([]), recipes=(stage("a"),))
+    (work / "run" / "checkpoint-5").mkdir()
+    defaults.run_recipes(out, work, run=_fake_run([]), recipes=(stage("a"),), force=True)
+    assert (work / "run" / "checkpoint-5").is_dir()  # the same recipe: kept, to resume
+    defaults.run_recipes(out, work, run=_fake_run([]), recipes=(stage("b"),))
+    assert not (work / "run" / "checkpoint-5").exists() and (out / "m" / "f.txt").read_text() == "b"
+    with pytest.raises(InputError, match="not a folder under the scratch folder"):
+        defaults.run_recipes(out, work, run=_fake_run([]), force=True, recipes=(_stage("x", [["@fresh", "{out}"]]),))
+
+
 def test_runner_errors_are_one_line(tmp_path):
     with pytest.raises(InputError, match="exited 3"):
         defaults.run_recipes(tmp_path, tmp_path, run=_fake_run([]), recipes=(_stage("bad", [["fail"]]),))
@@ -242,8 +260,8 @@ def test_every_recipe_command_parses():
         assert set(stage.needs) <= set(names[:i]), stage.name  # what a stage needs comes before it
         for step in stage.steps:
             if step[0].startswith("@"):
-                assert (step[0], len(step)) in (("@copy", 3), ("@clear", 2)), step
-                assert step[0] != "@clear" or step[1].startswith("{work}/"), step
+                assert (step[0], len(step)) in (("@copy", 3), ("@clear", 2), ("@fresh", 2)), step
+                assert step[0] not in ("@clear", "@fresh") or step[1].startswith("{work}/"), step
                 continue
             args = parser.parse_args([a.replace("{out}", "/o").replace("{work}", "/w") for a in step])
             assert callable(args.func), step
