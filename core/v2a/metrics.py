@@ -111,14 +111,23 @@ def flow_magnitude(img1, img2, bgr: bool = True) -> float:
     flow = cv2.calcOpticalFlowFarneback(prev_gray, curr_gray, None, f["pyr_scale"], f["levels"], f["winsize"],
                                         f["iterations"], f["poly_n"], f["poly_sigma"], f["flags"])
     magnitude = cv2.magnitude(flow[..., 0], flow[..., 1])
-    return float(cv2.mean(magnitude)[0])
+    # to 1e-9: OpenCV's last bits vary between calls (by ~1e-13), and equal pairs of frames (a scene
+    # repeating itself) must stay tied, or a peak comes and goes between runs
+    return round(float(cv2.mean(magnitude)[0]), 9)
 
 
 def flow_trajectory(frames, bgr: bool = True) -> list[float]:
-    """Per-frame flow magnitudes: ``[flow(f0, f1)] + [flow(f[i-1], f[i]) for i in 1..n-1]``."""
+    """Per-frame flow magnitudes: ``[flow(f0, f1)] + [flow(f[i-1], f[i]) for i in 1..n-1]``.
+
+    The reference computes ``flow(f0, f1)`` twice; here it is computed once and used for both, as
+    OpenCV's result can differ in its last bits between two calls (it did, by 1e-13, with the
+    memory the frames happened to get), and frame 1 is a peak only if it is strictly above frame 0
+    (:func:`flow_magnitude` also rounds to 1e-9 for ties elsewhere).
+    """
     if len(frames) < 2:
         raise InputError(f"AV-Align needs at least 2 frames, got {len(frames)}")
-    return [flow_magnitude(frames[0], frames[1], bgr)] + [flow_magnitude(frames[i - 1], frames[i], bgr) for i in range(1, len(frames))]
+    rest = [flow_magnitude(frames[i - 1], frames[i], bgr) for i in range(1, len(frames))]
+    return rest[:1] + rest
 
 
 def local_max_times(values: Sequence[float], fps: float, minimum: float = PEAK_MIN) -> list[float]:
