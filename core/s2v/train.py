@@ -24,8 +24,10 @@ label):
 Every weight is a :class:`TrainConfig` field. The loop runs under ``accelerate`` (one process or
 ``accelerate launch --multi_gpu --num_processes N`` over GPUs or nodes; without CUDA the same
 command runs N CPU processes over gloo), writes a JSON-lines log of every
-loss, saves resumable checkpoints (``checkpoint-<step>/``) and, at each checkpoint, the model
-folders ``audio_encoder/``, ``inversion_encoder/``, ``walker/`` that ``animate`` loads.
+loss, saves resumable checkpoints (``checkpoint-<step>/``; with each process's place in the clip
+order, its random stream and its label text embeddings, so ``--resume`` in a new process ends on the
+uninterrupted run's weights) and, at each checkpoint, the model folders ``audio_encoder/``,
+``inversion_encoder/``, ``walker/`` that ``animate`` loads.
 
 Data (:class:`ClipDataset`): a folder ``root/<label>/<clip>.mp4`` (the Landscape / Sub-URMP
 layouts: one folder per class, the sound in the video or in a same-named ``.wav``/``.flac``
@@ -41,6 +43,8 @@ import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 
@@ -390,6 +394,7 @@ def train(data, output, generator_path, clip_path, config: TrainConfig = LIGHT, 
         audio_enc = audio_enc.to(dev).eval()
 
     step = 0
+    position = None  # where a resumed run stands in the clip order and the random stream
     if resume:
         cks = _checkpoints(out)
         if cks:
@@ -402,6 +407,7 @@ def train(data, output, generator_path, clip_path, config: TrainConfig = LIGHT, 
             if opt_a is not None and st["optim"].get("a") is not None:
                 opt_a.load_state_dict(st["optim"]["a"])
             step = int(st["step"])
+            position = _read_position(ck, acc.process_index, len(loader))
             if acc.is_main_process:
                 log.info("resumed from %s at step %d", ck, step)
         elif acc.is_main_process:
@@ -410,7 +416,9 @@ def train(data, output, generator_path, clip_path, config: TrainConfig = LIGHT, 
         (out / CONFIG_NAME).write_text(json.dumps(config_to_json(cfg), indent=2))
 
     w_mean = G.mean_latent.to(dev).float()
-    text_cache: dict = {}
+    # label -> CLIP text embedding, filled as labels first appear; a resume takes the saved one, as the
+    # embedding's last bits depend on which labels were encoded together
+    text_cache: dict = {} if position is None else {k: v.to(dev) for k, v in position["text"].items()}
 
     def text_embeds(labels):
         missing = [t for t in set(labels) if t not in text_cache]
@@ -424,11 +432,22 @@ def train(data, output, generator_path, clip_path, config: TrainConfig = LIGHT, 
         return F.normalize(clip.encode_images((x.clamp(-1, 1) + 1) / 2).float(), dim=-1)
 
     last = {}
-    epoch = 0
+    epoch = 0 if position is None else position["epoch"]
     logf = out / LOG_NAME
     while step < cfg.steps:
         dataset.epoch = epoch
+        skip = 0
+        if position is not None:  # resuming mid-epoch: the same clip order, then the stream where it was
+            torch.set_rng_state(position["epoch_rng"])
+            skip = position["batch"]
+        epoch_rng = torch.get_rng_state()  # the loader draws this epoch's order from it
+        batch_index = 0
         for video, x_inv, segs, labels in loader:
+            batch_index += 1
+            if batch_index <= skip:
+                if batch_index == skip:
+                    _set_rng(position)
+                continue
             if step >= cfg.steps:
                 break
             video, x_inv, segs = video.to(dev), x_inv.to(dev), segs.to(dev)
@@ -534,19 +553,60 @@ def train(data, output, generator_path, clip_path, config: TrainConfig = LIGHT, 
                 if callback is not None:
                     callback(step, cfg.steps, vals)
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                _save_checkpoint(acc, out, step, modules, opt_g, opt_d, opt_a, cfg, atomic_path)
+                _save_checkpoint(acc, out, step, modules, opt_g, opt_d, opt_a, cfg, atomic_path,
+                                 {"epoch": epoch, "batch": batch_index, "epoch_rng": epoch_rng, **_get_rng(),
+                                  "text": {k: v.detach().cpu() for k, v in text_cache.items()}})
+        if position is not None and skip > batch_index:  # the loader ran out before the saved place
+            raise InputError(f"the resumed run's data has {batch_index} batches per epoch, the checkpoint was at batch "
+                             f"{skip}: resume with the data and --batch-size it was trained with")
+        position = None
         epoch += 1
     acc.wait_for_everyone()
     acc.end_training()  # closes trackers and, when distributed, the process group
     return last
 
 
-def _save_checkpoint(acc, out: Path, step: int, modules, opt_g, opt_d, opt_a, cfg, atomic_path) -> None:
+def _get_rng() -> dict:
+    rng = {"rng": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda_rng"] = torch.cuda.get_rng_state_all()
+    return rng
+
+
+def _set_rng(position: dict) -> None:
+    torch.set_rng_state(position["rng"])
+    if position.get("cuda_rng") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(position["cuda_rng"])
+
+
+def _read_position(checkpoint: Path, process_index: int, batches_per_epoch: int) -> Optional[dict]:
+    """This process's place in the clip order and random stream at ``checkpoint`` (None for a
+    checkpoint from before positions were saved: it resumes at a fresh epoch)."""
+    path = checkpoint / f"position_{process_index}.pt"
+    if not path.is_file():
+        return None
+    pos = torch.load(path, weights_only=True)
+    ok = isinstance(pos, dict) and all(isinstance(pos.get(k), int) and pos[k] >= 0 for k in ("epoch", "batch")) \
+        and 0 < pos["batch"] <= batches_per_epoch and all(
+            isinstance(pos.get(k), torch.Tensor) and pos[k].dtype == torch.uint8 for k in ("epoch_rng", "rng")) \
+        and isinstance(pos.get("text"), dict) and all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) and v.dim() == 1 for k, v in pos["text"].items())
+    if not ok:
+        raise InputError(f"{path} is not a training position (epoch, batch 1..{batches_per_epoch}, random states, "
+                         "text embeddings): "
+                         "delete that checkpoint folder to resume from an earlier one")
+    return pos
+
+
+def _save_checkpoint(acc, out: Path, step: int, modules, opt_g, opt_d, opt_a, cfg, atomic_path, position: dict) -> None:
+    acc.wait_for_everyone()
+    ck = out / f"checkpoint-{step}"
+    ck.mkdir(parents=True, exist_ok=True)
+    with atomic_path(ck / f"position_{acc.process_index}.pt") as tmp:  # each process its own stream
+        torch.save(position, tmp)
     acc.wait_for_everyone()
     if acc.is_main_process:
         models = dict(zip(("audio_encoder", "inversion", "walker", "d_img", "d_vid"), modules))
-        ck = out / f"checkpoint-{step}"
-        ck.mkdir(parents=True, exist_ok=True)
         state = {"step": step,
                  "models": {k: {n: t.detach().cpu() for n, t in m.state_dict().items()} for k, m in models.items()},
                  "optim": {"g": opt_g.state_dict(), "d": opt_d.state_dict(),
