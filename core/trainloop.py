@@ -118,4 +118,18 @@ def cosine_lr(step: int, total: int, warmup: int) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t))
 
 
-__all__ = ["list_labelled_clips", "RunFolder", "cosine_lr"]
+def read_position(checkpoint: Path, process_index: int, valid, what: str) -> Optional[dict]:
+    """This process's ``position_<i>.pt`` in ``checkpoint`` (its place in the data and random streams,
+    for an exact resume), or None when the checkpoint has none (written before positions were saved).
+    ``valid(pos)`` checks what was read; ``what`` names the expected contents in the error."""
+    path = checkpoint / f"position_{process_index}.pt"
+    if not path.is_file():
+        return None
+    pos = torch.load(path, weights_only=True)
+    if not (isinstance(pos, dict) and valid(pos)):
+        raise InputError(f"{path} is not a training position ({what}): delete that checkpoint folder to resume from "
+                         "an earlier one")
+    return pos
+
+
+__all__ = ["list_labelled_clips", "RunFolder", "cosine_lr", "read_position"]

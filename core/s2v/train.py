@@ -582,20 +582,17 @@ def _set_rng(position: dict) -> None:
 def _read_position(checkpoint: Path, process_index: int, batches_per_epoch: int) -> Optional[dict]:
     """This process's place in the clip order and random stream at ``checkpoint`` (None for a
     checkpoint from before positions were saved: it resumes at a fresh epoch)."""
-    path = checkpoint / f"position_{process_index}.pt"
-    if not path.is_file():
-        return None
-    pos = torch.load(path, weights_only=True)
-    ok = isinstance(pos, dict) and all(isinstance(pos.get(k), int) and pos[k] >= 0 for k in ("epoch", "batch")) \
-        and 0 < pos["batch"] <= batches_per_epoch and all(
-            isinstance(pos.get(k), torch.Tensor) and pos[k].dtype == torch.uint8 for k in ("epoch_rng", "rng")) \
-        and isinstance(pos.get("text"), dict) and all(
-            isinstance(k, str) and isinstance(v, torch.Tensor) and v.dim() == 1 for k, v in pos["text"].items())
-    if not ok:
-        raise InputError(f"{path} is not a training position (epoch, batch 1..{batches_per_epoch}, random states, "
-                         "text embeddings): "
-                         "delete that checkpoint folder to resume from an earlier one")
-    return pos
+    from ..trainloop import read_position
+
+    def valid(pos):
+        return all(isinstance(pos.get(k), int) and pos[k] >= 0 for k in ("epoch", "batch")) \
+            and 0 < pos["batch"] <= batches_per_epoch \
+            and all(isinstance(pos.get(k), torch.Tensor) and pos[k].dtype == torch.uint8 for k in ("epoch_rng", "rng")) \
+            and isinstance(pos.get("text"), dict) \
+            and all(isinstance(k, str) and isinstance(v, torch.Tensor) and v.dim() == 1 for k, v in pos["text"].items())
+
+    return read_position(checkpoint, process_index, valid,
+                         f"epoch, batch 1..{batches_per_epoch}, random states, text embeddings")
 
 
 def _save_checkpoint(acc, out: Path, step: int, modules, opt_g, opt_d, opt_a, cfg, atomic_path, position: dict) -> None:

@@ -506,16 +506,13 @@ def _check_resume(checkpoint: Path, saved: Optional[dict], step: int, config: Tr
 
 def _read_position(checkpoint: Path, process_index: int, batches_per_epoch: int) -> Optional[dict]:
     """This process's place in the data and noise streams at ``checkpoint``, or None when it has none."""
-    path = checkpoint / f"position_{process_index}.pt"
-    if not path.is_file():
-        return None
-    pos = torch.load(path, weights_only=True)
-    ok = isinstance(pos, dict) and isinstance(pos.get("batch"), int) and 0 <= pos["batch"] <= batches_per_epoch and all(
-        isinstance(pos.get(k), torch.Tensor) and pos[k].dtype == torch.uint8 and pos[k].dim() == 1 for k in ("order", "noise"))
-    if not ok:
-        raise InputError(f"{path} is not a training position (order and noise generator states, batch 0..{batches_per_epoch}): "
-                         "delete the checkpoint folder to resume from an earlier one")
-    return pos
+    from ..trainloop import read_position
+
+    return read_position(checkpoint, process_index, lambda pos: isinstance(pos.get("batch"), int)
+                         and 0 <= pos["batch"] <= batches_per_epoch and all(
+                             isinstance(pos.get(k), torch.Tensor) and pos[k].dtype == torch.uint8 and pos[k].dim() == 1
+                             for k in ("order", "noise")),
+                         f"order and noise generator states, batch 0..{batches_per_epoch}")
 
 
 def _save(accelerator, model, noise_scheduler, eval_batches, ckpt_dir: Path, step: int, history: dict, config, save_denoiser,
