@@ -54,6 +54,7 @@ import torch
 import torch.nn.functional as F
 
 from .device import one_torch_thread
+from .toyscape_names import CLASSES, EVAL_SPLITS, HELD_OUT_SEED_BASE, TRAIN_SEEDS, VALIDATION_SEED_BASE
 from .errors import InputError
 from .progress import ProgressCallback
 
@@ -76,15 +77,9 @@ __all__ = [
     "clip_seeds",
 ]
 
-CLASSES = ("thunderstorm", "waterfall", "volcano eruption", "squishing water", "wind",
-           "fire crackling", "raining", "underwater bubbling", "splashing water")
 SAMPLE_RATE = 22050  # = the default vocoder's rate (HiFi-GAN V1 universal)
 FRAME_SIZE = 64  # square frames
 FPS = 16.0
-TRAIN_SEEDS = range(0, 10000)
-HELD_OUT_SEED_BASE = 100000  # held-out clips use seeds >= this
-VALIDATION_SEED_BASE = 50000  # validation clips (for choosing settings, never for the figures) from this up
-EVAL_SPLITS = {"held-out": HELD_OUT_SEED_BASE, "validation": VALIDATION_SEED_BASE}
 
 _PEAK = 0.9  # audio is scaled so that its largest sample is this
 

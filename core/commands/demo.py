@@ -34,7 +34,7 @@ SHEET_FRAMES = 8  # frames per contact-sheet row
 
 
 def register(sub) -> None:
-    from ..toyscape import CLASSES
+    from ..toyscape_names import CLASSES
 
     p = sub.add_parser("demo", help="the main job: Foley for a silent clip and a video from a sound, with the "
                                     "embedded default models (start here)")

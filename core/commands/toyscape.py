@@ -12,7 +12,7 @@ from pathlib import Path
 
 
 def register(sub) -> None:
-    from ..toyscape import CLASSES, HELD_OUT_SEED_BASE
+    from ..toyscape_names import CLASSES, HELD_OUT_SEED_BASE
 
     p = sub.add_parser("toyscape", help="write procedural sound+video clips of the nine Landscape classes")
     p.add_argument("output", type=Path, help="dataset folder (created)")
