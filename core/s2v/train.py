@@ -346,10 +346,14 @@ def train(data, output, generator_path, clip_path, config: TrainConfig = LIGHT, 
                          "--resume to continue it, or choose another --output")
     if acc.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(config.seed + acc.process_index)
-
+    # Everything loaded comes first, the seed after: a model's first load in a process builds it (a
+    # random init the checkpoint then replaces, drawing from the global stream) and a later one comes
+    # from the model cache without drawing, so seeding before the loads made the init depend on what
+    # this process had loaded before (two train-s2v commands in one process vs typed one by one).
     G = load_generator(generator_path, device=dev).eval().requires_grad_(False)
     clip = load_clip(clip_path, device=dev)
+    pre = ae.load_audio_encoder(audio_encoder_path) if audio_encoder_path is not None else None
+    torch.manual_seed(config.seed + acc.process_index)
     if config.lambda_clip_text > 0 or config.lambda_nce > 0:
         if not clip.has_text:
             raise InputError(f"CLIP {clip_path} has no text tower: the text terms need a full CLIP folder, "
@@ -357,14 +361,13 @@ def train(data, output, generator_path, clip_path, config: TrainConfig = LIGHT, 
     if config.walk_anchor not in ("eq3", "inverted"):
         raise InputError(f"walk_anchor must be 'eq3' or 'inverted', got {config.walk_anchor!r}")
     cfg = fit_configs(config, G.n_latent, G.w_dim, clip.dim)
-    audio_enc = ae.AudioEncoder(cfg.audio_encoder)
-    if audio_encoder_path is not None:
-        pre = ae.load_audio_encoder(audio_encoder_path)
+    if pre is not None:
         if pre.config.embed_dim != clip.dim:
             raise InputError(f"{audio_encoder_path} embeds to {pre.config.embed_dim} dims, CLIP to {clip.dim}")
-        audio_enc = ae.AudioEncoder(pre.config)
-        audio_enc.load_state_dict(pre.state_dict())
         cfg = dataclasses.replace(cfg, audio_encoder=pre.config)
+    audio_enc = ae.AudioEncoder(cfg.audio_encoder)
+    if pre is not None:
+        audio_enc.load_state_dict(pre.state_dict())
     inversion = inv.InversionEncoder(cfg.inversion)
     walker = wk.LatentWalker(cfg.walker)
     d_img = disc.ImageDiscriminator(cfg.image_disc)
