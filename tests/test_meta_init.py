@@ -85,3 +85,32 @@ def test_vae_and_vocoder_from_meta(tmp_path):
     z = torch.randn(1, 8, 16, 16, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert torch.equal(vae.decode(z), ref_vae.decode(1.0 / vae.scaling_factor * z).sample)
+
+
+@pytest.mark.parametrize("fmt", ["folder-sg2", "folder-sg3", "rosinality", "nvidia-sg3"])
+def test_generators_load_without_random_init_or_drawing(tmp_path, fmt):
+    """StyleGAN2/3 from each format: parameters built on the meta device and the checkpoint's tensors
+    assigned, so the loaded generator renders exactly what the saved one does, nothing is left on meta
+    (the constructor's computed buffers, e.g. StyleGAN3's filters, are real) and the global random stream
+    is not moved (train-s2v seeds around loads; a draw here made its init depend on the model cache)."""
+    from tiny_stylegan import make_nvidia_pkl, make_rosinality_pt, make_sg2, make_sg3
+
+    from synesthesia.core.s2v.generator import read_generator, save_generator
+
+    if fmt == "rosinality":
+        path = tmp_path / "g.pt"
+        ref = make_rosinality_pt(path, seed=3).eval()
+    else:
+        ref = (make_sg3 if fmt.endswith("sg3") else make_sg2)(seed=3).eval()
+        path = make_nvidia_pkl(tmp_path / "g.pkl", ref) if fmt.startswith("nvidia") else save_generator(ref, tmp_path / "g")
+    torch.manual_seed(11)
+    before = torch.get_rng_state()
+    g = read_generator(path)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert _no_meta(g) and all(p.dtype == torch.float32 for p in g.parameters())
+    assert not any(p.requires_grad for p in g.parameters())
+    for k, v in ref.state_dict().items():
+        assert torch.equal(g.state_dict()[k], v), k
+    w = torch.randn(2, g.n_latent, g.w_dim, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(g.synthesis(w), ref.synthesis(w))
