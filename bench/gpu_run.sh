@@ -5,6 +5,8 @@
 #                                                                    # Python 3.12 -> .whl/site.tar.xz (ignored)
 #   on the device (tool):    run(command="bash bench/gpu_run.sh", carry=[".whl"], timeout_s=580)
 #   CPU check of the script: SMALL=1 bash bench/gpu_run.sh   (or --dry): tiny sizes on the CPU, same steps
+#   NVIDIA's own StyleGAN3 beside ours (step 7): NVLABS_SG3=/path/to/NVlabs/stylegan3 with --fetch-wheels
+#   (packed into the archive) or with SMALL=1 (used in place)
 #
 # Output: $OUT/gpu_run.log (everything), $OUT/summary.txt (the result lines), $OUT/env.txt, the
 # torch.profiler tables and gzipped chrome traces of one Foley clip and one StyleGAN3 batch
@@ -31,6 +33,10 @@ if [ "${1:-}" = "--fetch-wheels" ]; then
     find "$tmp/site" \( -name "*.pyi" -o -name "*.pxd" -o -name "*.pyx" -o -name "*.c" -o -name "*.h" \) -delete
     find "$tmp/site/av" -name "*.so" -exec strip --strip-unneeded {} +
     rm -f .whl/*.whl
+    if [ -n "${NVLABS_SG3:-}" ]; then  # NVIDIA's StyleGAN3 code for step 7 (a checkout; only what it imports)
+        mkdir -p "$tmp/site/nvlabs-stylegan3"
+        cp -r "$NVLABS_SG3"/{dnnlib,torch_utils,training,legacy.py} "$tmp/site/nvlabs-stylegan3/"
+    fi
     tar -cf - -C "$tmp/site" . | xz -6 -T2 >.whl/site.tar.xz
     rm -rf "$tmp"
     ls -la .whl
@@ -58,6 +64,7 @@ if [ "$SMALL" = 1 ]; then
     CFG=(--size small --steps 1 --no-end-to-end --threads 1)
     R256=(--resolution 64 --frames 4); R1024=(--resolution 64 --frames 2)
     MEL=(--seconds 10 --repeat 3 --threads 1)
+    NV=(--resolution 64 --frames 2 --batch 2 --repeat 1 --threads 1); NVREPO=${NVLABS_SG3:-}
 else
     DEV=cuda; HALF=fp16
     SCALE=${SCALE:-1}
@@ -66,6 +73,7 @@ else
     CFG=(--size large --steps 10)
     R256=(--resolution 256 --frames 64); R1024=(--resolution 1024 --frames 32)
     MEL=(--seconds 60 --repeat 20)
+    NV=(--resolution 256 --frames 32 --batch 16 --repeat 2); NVREPO=/tmp/site/nvlabs-stylegan3
     if [ -f .whl/site.tar.xz ]; then  # from --fetch-wheels (Python's tarfile: no xz binary needed there)
         python3 -c "import tarfile; tarfile.open('.whl/site.tar.xz').extractall('/tmp/site')" 2>&1 | tee -a "$LOG"
         export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
@@ -114,7 +122,7 @@ finish() {
             say "trace $(basename "$t") is over 15 MB gzipped: not returned"
         fi
     done
-    grep -E "^(=== |bench_foley|GPU|device|model|load in|warm-up|steady|fresh|sum of|per step|batched|CLIP|end to end|frame-by-frame|ratio|torch on|numpy|speed-up)|denoising step|scheduler \+|VAE decode|vocoder|CLIP image|read_conditioning|crossfade|write mp4|conditions \(" \
+    grep -E "^(=== |bench_foley|GPU|device|model|max \||batch +[0-9]+:|load in|warm-up|steady|fresh|sum of|per step|batched|CLIP|end to end|frame-by-frame|ratio|torch on|numpy|speed-up)|denoising step|scheduler \+|VAE decode|vocoder|CLIP image|read_conditioning|crossfade|write mp4|conditions \(" \
         "$LOG" >"$OUT/summary.txt"
     say "=== done in $(( $(date +%s) - START )) s; failed or skipped: ${FAILED[*]:-none}"
 }
@@ -142,6 +150,13 @@ step foley-ddpm300 110 $PY bench/bench_foley.py "${FOLEY_DDPM[@]}" --device $DEV
 # 6. a fresh `synesthesia foley` (wall; import / load / run), then -X importtime and cProfile of it
 step foley-fresh-cold 180 $PY bench/bench_foley.py "${FOLEY[@]}" --device $DEV --dtype $HALF --scheduler dpm++ \
     --models "$M" --fresh-only --cold-profile
+# 7. NVIDIA's own StyleGAN3-T and StyleGAN2 code at the same weights (their CUDA plugins if they build here)
+if [ -n "$NVREPO" ] && [ -d "$NVREPO" ]; then
+    step nvidia-sg3-256 90 $PY bench/bench_nvidia.py --repo "$NVREPO" --family stylegan3 "${NV[@]}" --device $DEV
+    step nvidia-sg2-256 60 $PY bench/bench_nvidia.py --repo "$NVREPO" --family stylegan2 "${NV[@]}" --device $DEV
+else
+    say "=== SKIP nvidia: no NVIDIA stylegan3 checkout (NVLABS_SG3 when packing / running SMALL=1)"
+fi
 
 [ ${#FAILED[@]} = 0 ]
 
