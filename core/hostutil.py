@@ -252,10 +252,10 @@ def read_played_frames(path: str | os.PathLike, indices: Sequence[int]):
                           "check the list of played frames (in Blender: reload the strip's movie)")
 
     try:
-        for t, frame in media.iter_frames(path, start=max(0.0, (first - 0.5) / fps)):
+        for t, frame in media.iter_decoded_frames(path, start=max(0.0, (first - 0.5) / fps)):
             idx = int(round(t * fps))
             if idx in wanted:
-                got[idx] = frame
+                got[idx] = frame.tensor()  # only the wanted frames are converted to RGB
             if idx >= last:
                 break
     except SynesthesiaError:

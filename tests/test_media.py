@@ -506,3 +506,21 @@ def test_written_files_get_umask_permissions(tmp_path):
         os.umask(umask)
     assert out.stat().st_mode & 0o777 == 0o644
     assert vid.stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize("ccw", [None, -90])
+def test_decoded_frames_convert_to_what_iter_frames_yields(tmp_path, ccw):
+    """iter_decoded_frames: the same times as iter_frames(fps=None) over a window, and each frame's
+    tensor() the same pixels (upright, scaled by the same `size` rule)."""
+    src = mf.write_video_file(tmp_path / "d.mp4", 20, 25, (64, 48), rotation=ccw)
+    ref = list(media.iter_frames(src, start=0.2, duration=0.4))
+    got = list(media.iter_decoded_frames(src, start=0.2, duration=0.4))
+    assert [t for t, _ in got] == [t for t, _ in ref] and len(got) == 10
+    for (_, d), (_, f) in zip(got, ref):
+        assert torch.equal(d.tensor(), f)
+    small = [f for _, f in media.iter_frames(src, size=24, duration=0.12)]
+    assert all(torch.equal(d.tensor(24), f) for (_, d), f in zip(media.iter_decoded_frames(src, duration=0.12), small))
+    with pytest.raises(MediaError, match="no video stream"):
+        audio_only = tmp_path / "a.wav"
+        media.write_audio(audio_only, torch.zeros(1, 800), 8000)
+        media.iter_decoded_frames(audio_only)

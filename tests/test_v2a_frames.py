@@ -97,6 +97,19 @@ def test_reader_matches_a_cv2_load_video(clip):
         assert np.array_equal(mine.numpy(), pil_reference(theirs, 224))
 
 
+def test_only_the_kept_frames_are_converted_to_rgb(clip, monkeypatch):
+    """Converting a decoded frame to RGB costs about ten times decoding it: the reader converts the
+    frames VTA-LDM reads (2 per second), not all 25-30 per second."""
+    from synesthesia.core.media import video
+
+    path, n, fps = clip
+    calls = []
+    real = video._frame_to_tensor
+    monkeypatch.setattr(video, "_frame_to_tensor", lambda frame, size: calls.append(1) or real(frame, size))
+    frames, _, _ = read_conditioning_frames(path, 2.0, 224)
+    assert len(calls) == len(frames) == len(vta_ldm_indices(n, fps))
+
+
 def test_source_size_frames_then_preprocess_equal_the_streamed_crops(clip):
     path, n, fps = clip
     small, _, _ = read_conditioning_frames(path, 2.0, 224)

@@ -8,7 +8,8 @@ Reading:
 - :func:`iter_frames` streams ``(t_seconds, (H, W, 3) uint8)`` frames, resampled in time to a
   requested fps (each output time gets the frame on screen at that time) and resized with
   libswscale; only the frame being shown is held, so clips of any length stream.
-  :func:`read_frames` stacks them.
+  :func:`read_frames` stacks them. :func:`iter_decoded_frames` yields every frame unconverted
+  (:class:`DecodedFrame`), for a reader that keeps a few and converts only those.
 
 Writing (every writer writes to a temporary name in the target folder and renames at the end
 through :func:`core.fsutil.atomic_path`, so a failure leaves nothing behind):
@@ -38,14 +39,16 @@ The package is split by what a reader looks for; the names above are re-exported
 from .audio import read_audio
 from .container import ArrayLike, PathLike
 from .info import MediaInfo, probe
-from .video import iter_frames, read_frames
+from .video import DecodedFrame, iter_decoded_frames, iter_frames, read_frames
 from .write import VideoWriter, mux_audio, write_audio, write_video
 
 __all__ = [
     "ArrayLike",
+    "DecodedFrame",
     "MediaInfo",
     "PathLike",
     "VideoWriter",
+    "iter_decoded_frames",
     "iter_frames",
     "mux_audio",
     "probe",

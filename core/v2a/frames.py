@@ -168,10 +168,13 @@ def read_conditioning_frames(path, rate: float = VTA_FRAME_RATE, size: Optional[
     n = 0  # native frame number inside the window
     pending = None  # (t, frame): the latest frame at or before `start`, not yet numbered
 
-    def keep(t: float, frame: torch.Tensor) -> None:
+    def keep(t: float, frame) -> None:
         nonlocal frames, want, n
+        small = None
         while want == n:  # a frame VTA-LDM reads (more than once below `rate` fps)
-            small = frame if size is None else torch.from_numpy(resize_crop(frame.numpy(), size))
+            if small is None:  # only kept frames are converted to RGB (~10x the decoding's cost)
+                rgb = frame.tensor()
+                small = rgb if size is None else torch.from_numpy(resize_crop(rgb.numpy(), size))
             if frames is None:
                 frames = torch.empty((expected, *small.shape), dtype=torch.uint8)
             elif len(times) == frames.shape[0]:
@@ -182,7 +185,8 @@ def read_conditioning_frames(path, rate: float = VTA_FRAME_RATE, size: Optional[
         n += 1
 
     eps = 1e-6
-    for t, frame in media.iter_frames(path, start=first_t, duration=end - first_t if math.isfinite(end) else None):
+    for t, frame in media.iter_decoded_frames(path, start=first_t,
+                                              duration=end - first_t if math.isfinite(end) else None):
         if t <= start + eps:  # on screen at `start` unless a later frame also starts by then
             pending = (t, frame)
             continue
