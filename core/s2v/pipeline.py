@@ -49,10 +49,11 @@ log = logging.getLogger(__name__)
 # nothing from a batch and a batch spills the caches), on CUDA a batch fills the GPU. Other devices: 8.
 RENDER_BATCH = {"cpu": 1, "cuda": 16}
 RENDER_BATCH_OTHER = 8
-# StyleGAN3 is the exception both ways: on the CPU a call has a large fixed cost that a batch shares
-# (measured: batch 8 3.9x the frames per second of batch 1); on CUDA its batched path is slower than
-# frame by frame (issue #13, H200: batch 16 4.7 vs 15.9 frames/s) until that is fixed.
-RENDER_BATCH_BY_KIND = {("cpu", "stylegan3"): 8, ("cuda", "stylegan3"): 1}
+# StyleGAN3 on CUDA is the exception: its batched path is slower than frame by frame (issue #13, H200:
+# batch 16 4.7 vs 15.9 frames/s) until that is fixed. On the CPU it follows StyleGAN2: 256 px, batch 4
+# vs 1 measured 0.97x (1 thread) and 1.04x (2 threads) on an idle 2-core machine, so one frame per call
+# (less memory); an earlier 3.9x for batch 8 came from a machine loaded 7-10x over its cores.
+RENDER_BATCH_BY_KIND = {("cuda", "stylegan3"): 1}
 
 AUDIO_ENCODER_DIR = "audio_encoder"
 INVERSION_DIR = "inversion_encoder"
