@@ -54,9 +54,9 @@ import torch
 import torch.nn.functional as F
 
 from .device import one_torch_thread
-from .toyscape_names import CLASSES, EVAL_SPLITS, HELD_OUT_SEED_BASE, TRAIN_SEEDS, VALIDATION_SEED_BASE
 from .errors import InputError
 from .progress import ProgressCallback
+from .toyscape_names import CLASSES, EVAL_SPLITS, HELD_OUT_SEED_BASE, TRAIN_SEEDS, VALIDATION_SEED_BASE
 
 PathLike = Union[str, os.PathLike]
 
