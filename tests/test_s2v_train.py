@@ -187,13 +187,23 @@ def test_a_resumed_run_ends_on_the_uninterrupted_weights(assets, tmp_path):
     assert (tmp_path / "parts" / "checkpoint-6" / "position_0.pt").is_file()
 
 
-def test_the_init_does_not_depend_on_what_the_process_loaded_before(assets, tmp_path):
+def test_the_init_does_not_depend_on_what_the_process_loaded_before(assets, tmp_path, monkeypatch):
     """The same run with the generator and CLIP loaded afresh, and again with both in the model cache,
     gives the same weights. Before, the seed came before the loads and a fresh load's random init (which
     the checkpoint replaces) drew from it, so a second train-s2v in a process started elsewhere
-    (toy-s2v's second stage typed by hand did not give train-defaults' weights)."""
-    from synesthesia.core import cache
+    (toy-s2v's second stage typed by hand did not give train-defaults' weights). The loader here draws
+    on its first call, as a fresh build does, so the test does not hang on which real loaders draw."""
+    from synesthesia.core import cache, clip as clip_module
 
+    real, seen = clip_module.load_clip, set()
+
+    def drawing_on_first_load(path, *a, **k):
+        if str(path) not in seen:
+            seen.add(str(path))
+            torch.rand(16)
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(clip_module, "load_clip", drawing_on_first_load)
     cfg = tr.config_from_json({**TINY, "steps": 1, "checkpoint_every": 1})
     cache.clear()
     tr.train(assets / "data", tmp_path / "fresh", assets / "gen", assets / "clip", cfg)
